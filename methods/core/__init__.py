@@ -1,0 +1,1 @@
+"""Shared machinery: backbone, add-ons, registry, specs, runner."""

@@ -1,0 +1,164 @@
+"""The add-on table: every model a method may borrow, by name.
+
+Each entry names the real checkpoint (model id + subfolder/file, overridable with HUB_ADDON_<NAME>),
+the loader that reads it (the same for real and tiny weights), and the tiny builder that writes a
+random-weight copy in the same layout for the tiny profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from methods.core import tiny
+
+if TYPE_CHECKING:
+    from methods.core.backbone import Backbone
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """Weights that a diffusers loader (e.g. ``load_ip_adapter``) reads itself, by location."""
+
+    location: str
+    subfolder: str
+    weight_name: str
+
+
+@dataclass(frozen=True)
+class AddonSpec:
+    name: str
+    description: str
+    repo: str
+    load: Callable[[str, AddonSpec, Backbone], Any]
+    build_tiny: Callable[[Path], None]
+    subfolder: str | None = None
+    weight_name: str | None = None
+
+
+def _unet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    model = UNet2DConditionModel.from_pretrained(location, subfolder=spec.subfolder, torch_dtype=backbone.dtype)
+    return model.to(backbone.device).eval().requires_grad_(False)
+
+
+def _controlnet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from diffusers import ControlNetModel
+
+    model = ControlNetModel.from_pretrained(location, subfolder=spec.subfolder, torch_dtype=backbone.dtype)
+    return model.to(backbone.device).eval().requires_grad_(False)
+
+
+def _image_encoder(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from transformers import CLIPVisionModelWithProjection
+
+    model = CLIPVisionModelWithProjection.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
+    return model.to(backbone.device).eval().requires_grad_(False)
+
+
+def _weights_file(location: str, spec: AddonSpec, backbone: Backbone) -> WeightsFile:
+    return WeightsFile(location, spec.subfolder or "", spec.weight_name or "")
+
+
+def _clap(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from transformers import ClapModel, ClapProcessor
+
+    # CLAP is small and its audio front end is sensitive to half precision: keep it in float32.
+    model = ClapModel.from_pretrained(location).to(backbone.device).eval().requires_grad_(False)
+    return model, ClapProcessor.from_pretrained(location)
+
+
+def _dit(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from diffusers import DDIMScheduler, DiTTransformer2DModel
+
+    transformer = DiTTransformer2DModel.from_pretrained(location, subfolder="transformer", torch_dtype=backbone.dtype)
+    scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
+    return transformer.to(backbone.device).eval().requires_grad_(False), scheduler
+
+
+def _openpose(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from controlnet_aux.open_pose import OpenposeDetector
+
+    return OpenposeDetector.from_pretrained(location).to(backbone.device)
+
+
+ADDONS: dict[str, AddonSpec] = {
+    spec.name: spec
+    for spec in (
+        AddonSpec(
+            "inpaint_unet",
+            "SD 1.5 inpainting UNet (9 input channels)",
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            _unet,
+            tiny.build_inpaint_unet,
+            subfolder="unet",
+        ),
+        AddonSpec(
+            "controlnet_openpose",
+            "ControlNet v1.1 OpenPose",
+            "lllyasviel/control_v11p_sd15_openpose",
+            _controlnet,
+            tiny.build_controlnet_openpose,
+        ),
+        AddonSpec(
+            "controlnet_scribble",
+            "ControlNet v1.1 Scribble",
+            "lllyasviel/control_v11p_sd15_scribble",
+            _controlnet,
+            tiny.build_controlnet_scribble,
+        ),
+        AddonSpec(
+            "controlnet_seg",
+            "ControlNet v1.1 Segmentation (ADE20K colours)",
+            "lllyasviel/control_v11p_sd15_seg",
+            _controlnet,
+            tiny.build_controlnet_seg,
+        ),
+        AddonSpec(
+            "ip_adapter",
+            "IP-Adapter SD 1.5 weights",
+            "h94/IP-Adapter",
+            _weights_file,
+            tiny.build_ip_adapter,
+            subfolder="models",
+            weight_name="ip-adapter_sd15.safetensors",
+        ),
+        AddonSpec(
+            "ip_adapter_image_encoder",
+            "IP-Adapter's CLIP ViT-H image encoder",
+            "h94/IP-Adapter",
+            _image_encoder,
+            tiny.build_ip_adapter_image_encoder,
+            subfolder="models/image_encoder",
+        ),
+        AddonSpec(
+            "gligen_unet",
+            "GLIGEN text-box generation UNet (SD 1.4 + gated attention)",
+            "masterful/gligen-1-4-generation-text-box",
+            _unet,
+            tiny.build_gligen_unet,
+            subfolder="unet",
+        ),
+        AddonSpec(
+            "gligen_inpaint_unet",
+            "GLIGEN text-box inpainting UNet",
+            "masterful/gligen-1-4-inpainting-text-box",
+            _unet,
+            tiny.build_gligen_inpaint_unet,
+            subfolder="unet",
+        ),
+        AddonSpec("clap", "CLAP audio-text model (HTS-AT, unfused)", "laion/clap-htsat-unfused", _clap, tiny.build_clap),
+        AddonSpec("dit", "DiT-XL/2 class-conditional transformer (ImageNet 256)", "facebook/DiT-XL-2-256", _dit, tiny.build_dit),
+        AddonSpec("openpose", "OpenPose body/hand/face annotator", "lllyasviel/Annotators", _openpose, tiny.build_openpose),
+    )
+}
+
+
+def get_addon_spec(name: str) -> AddonSpec:
+    try:
+        return ADDONS[name]
+    except KeyError:
+        raise KeyError(f"unknown add-on {name!r}; known add-ons: {', '.join(sorted(ADDONS))}") from None

@@ -1,0 +1,251 @@
+"""The one resident backbone: SD 1.5 modules loaded once; every method borrows them.
+
+The backbone owns every weight. Methods ask it for a pipeline (built with diffusers ``from_pipe`` over
+the same UNet / VAE / text encoder objects, so no new memory) and for add-ons (loaded lazily from the
+add-on table, cached, evicted least-recently-used beyond a memory budget).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from methods.core import borrow, tiny
+from methods.core.addons import get_addon_spec
+from methods.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str  # "sd15", "tiny" or "custom"
+    location: str  # hub id or local folder of the base pipeline
+    reason: str = ""  # why auto chose this profile
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name == "tiny"
+
+
+def _hub_has(repo: str, timeout: float = 3.0) -> bool:
+    """True if the base weights are in the local cache, or the hub answers within ``timeout``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, "unet/config.json"), str):
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "True"}:
+        return False
+    try:
+        import httpx
+
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        return httpx.head(f"{endpoint}/api/models/{repo}", timeout=timeout).status_code < 500
+    except Exception:  # noqa: BLE001 - any network failure means "not reachable"
+        return False
+
+
+def resolve_profile(requested: str, cache_dir: Path) -> Profile:
+    if requested == "tiny":
+        return Profile("tiny", str(tiny.ensure_built(cache_dir, "base", tiny.build_base)), "requested")
+    if requested == "sd15":
+        return Profile("sd15", SD15_ID, "requested")
+    if requested == "auto":
+        if _hub_has(SD15_ID):
+            return Profile("sd15", SD15_ID, "weights cached or hub reachable")
+        folder = tiny.ensure_built(cache_dir, "base", tiny.build_base)
+        return Profile("tiny", str(folder), "no SD 1.5 weights in the local cache and the model hub is unreachable")
+    return Profile("custom", requested, "requested")
+
+
+def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            requested = "mps"
+        else:
+            requested = "cpu"
+    device = torch.device(requested)
+    return device, (torch.float16 if device.type in {"cuda", "mps"} else torch.float32)
+
+
+def modules_of(obj: Any, depth: int = 2) -> list[torch.nn.Module]:
+    """The torch modules inside an add-on value (a module, a tuple, or a wrapper like OpenposeDetector)."""
+    if isinstance(obj, torch.nn.Module):
+        return [obj]
+    if isinstance(obj, tuple | list):
+        return [m for item in obj for m in modules_of(item, depth)]
+    if depth > 0 and hasattr(obj, "__dict__"):
+        return [m for value in vars(obj).values() for m in modules_of(value, depth - 1)]
+    return []
+
+
+def module_bytes(obj: Any) -> int:
+    """Estimated resident size of an add-on: parameters and buffers of every module in it."""
+    return sum(
+        t.numel() * t.element_size()
+        for module in modules_of(obj)
+        for t in (*module.parameters(), *module.buffers())
+    )
+
+
+class Backbone:
+    """One set of Stable Diffusion 1.5 modules, resident once, shared by every method."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        from diffusers import StableDiffusionPipeline
+
+        self.settings = settings or Settings()
+        self.device, self.dtype = pick_device(self.settings.device)
+        requested = self.settings.backbone
+        self.profile = resolve_profile(requested, self.settings.cache_dir)
+        started = time.perf_counter()
+        try:
+            self.base = StableDiffusionPipeline.from_pretrained(
+                self.profile.location,
+                torch_dtype=self.dtype,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        except Exception as error:
+            if requested != "auto" or self.profile.is_tiny:
+                raise
+            logger.warning("could not load %s (%s); falling back to the tiny backbone", self.profile.location, error)
+            folder = tiny.ensure_built(self.settings.cache_dir, "base", tiny.build_base)
+            self.profile = Profile("tiny", str(folder), f"loading {SD15_ID} failed: {error}")
+            self.base = StableDiffusionPipeline.from_pretrained(
+                folder, torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False
+            )
+        self.base.to(self.device)
+        self.base.set_progress_bar_config(disable=True)
+        for module in (self.unet, self.vae, self.text_encoder):
+            module.eval().requires_grad_(False)
+        self.load_seconds = time.perf_counter() - started
+        self._addons: OrderedDict[str, Any] = OrderedDict()
+        logger.info("backbone %s (%s) on %s/%s in %.1fs", self.profile.name, self.profile.location,
+                    self.device, self.dtype, self.load_seconds)
+
+    # -- the shared modules -------------------------------------------------------------------------
+    @property
+    def unet(self) -> Any:
+        return self.base.unet
+
+    @property
+    def vae(self) -> Any:
+        return self.base.vae
+
+    @property
+    def text_encoder(self) -> Any:
+        return self.base.text_encoder
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.base.tokenizer
+
+    @property
+    def scheduler(self) -> Any:
+        return self.base.scheduler
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size(self) -> int:
+        """The working resolution (longest image side) the UNet was trained at."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (VAE factor x UNet downsampling)."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def shared_modules(self) -> dict[str, Any]:
+        modules = {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+        for name, addon in self._addons.items():
+            for i, part in enumerate(modules_of(addon)):
+                modules[f"addon:{name}:{i}"] = part
+        return modules
+
+    # -- pipelines ----------------------------------------------------------------------------------
+    def scheduler_copy(self, cls: Any = None) -> Any:
+        """A fresh scheduler from the base config (the shared one is never stepped)."""
+        from diffusers import DDIMScheduler
+
+        return (cls or DDIMScheduler).from_config(self.scheduler.config)
+
+    def pipeline(self, cls: Any, scheduler: Any = None, **components: Any) -> Any:
+        """A diffusers pipeline of class ``cls`` over the shared modules (``from_pipe``), DDIM by default."""
+        pipe = cls.from_pipe(self.base, scheduler=scheduler or self.scheduler_copy(), **components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    # -- add-ons ------------------------------------------------------------------------------------
+    def addon_location(self, name: str) -> str:
+        spec = get_addon_spec(name)
+        if name in self.settings.addon_overrides:
+            return self.settings.addon_overrides[name]
+        if self.profile.is_tiny:
+            return str(tiny.ensure_built(self.settings.cache_dir, f"addons/{name}", spec.build_tiny))
+        return spec.repo
+
+    def addon(self, name: str) -> Any:
+        """Load an add-on at first use, cache it, and evict least-recently-used ones over budget."""
+        if name in self._addons:
+            self._addons.move_to_end(name)
+            return self._addons[name]
+        spec = get_addon_spec(name)
+        started = time.perf_counter()
+        value = spec.load(self.addon_location(name), spec, self)
+        self._addons[name] = value
+        logger.info("loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started,
+                    module_bytes(value) / 2**20)
+        self._evict(keep=name)
+        return value
+
+    def loaded_addons(self) -> list[str]:
+        return list(self._addons)
+
+    def _evict(self, keep: str) -> None:
+        budget = self.settings.addon_budget_gb * 2**30
+        while sum(module_bytes(v) for v in self._addons.values()) > budget:
+            oldest = next((n for n in self._addons if n != keep), None)
+            if oldest is None:
+                break
+            logger.info("evicting add-on %s (budget %.1f GB)", oldest, self.settings.addon_budget_gb)
+            del self._addons[oldest]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # -- shared state -------------------------------------------------------------------------------
+    @contextmanager
+    def borrowed(self) -> Iterator[None]:
+        with borrow.borrowed(self.shared_modules(), self.scheduler, self.tokenizer):
+            yield
+
+    def state_fingerprint(self) -> dict[str, Any]:
+        return borrow.shared_state(self.shared_modules(), self.scheduler, self.tokenizer)
+
+    def banner(self) -> str:
+        if self.profile.is_tiny:
+            return (
+                "⚠️ **Tiny backbone: random weights.** Every model here (UNet, VAE, text encoder, add-ons) was "
+                "built from small configs with seeded random weights, because the Stable Diffusion 1.5 weights "
+                f"are not available ({self.profile.reason}). Outputs look like noise by design; the methods still "
+                "run their real algorithms. For real images, start on a machine with internet access or a filled "
+                "Hugging Face cache: `python app.py --backbone sd15`."
+            )
+        return f"Backbone: `{self.profile.location}` on {self.device.type} ({str(self.dtype).replace('torch.', '')})."

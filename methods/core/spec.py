@@ -1,0 +1,268 @@
+"""What a method declares: its condition, learning strategy, paper, typed parameters and add-ons.
+
+The UI builds widgets from these declarations and the runner validates values against them, so no
+method writes UI code and no tab hard-codes a method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+    from methods.core.backbone import Backbone
+
+
+class Condition(str, Enum):
+    """The survey's input conditions, in the survey's order (= tab order)."""
+
+    TEXT = "text"
+    MASK = "mask"
+    REFERENCE = "reference"
+    POSE = "pose"
+    SKETCH = "sketch"
+    SEGMENTATION = "segmentation"
+    LAYOUT = "layout"
+    DRAG = "drag"
+    AUDIO = "audio"
+    CLASS = "class"
+
+    @property
+    def title(self) -> str:
+        return _CONDITION_TITLES[self]
+
+
+_CONDITION_TITLES = {
+    Condition.TEXT: "Text",
+    Condition.MASK: "Mask",
+    Condition.REFERENCE: "Reference image",
+    Condition.POSE: "Pose",
+    Condition.SKETCH: "Sketch",
+    Condition.SEGMENTATION: "Segmentation map",
+    Condition.LAYOUT: "Layout",
+    Condition.DRAG: "Drag points",
+    Condition.AUDIO: "Audio",
+    Condition.CLASS: "Class label",
+}
+
+
+class Strategy(str, Enum):
+    """The survey's learning strategies."""
+
+    TRAINING_BASED = "training-based"
+    TEST_TIME_FINETUNING = "test-time fine-tuning"
+    TRAINING_FREE = "training-free"
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    year: int
+    url: str
+
+
+class InputError(ValueError):
+    """An input the user can fix (missing mask, empty prompt...). Its message says what to do."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed, bounded hyperparameter. ``kind`` is one of float, int, bool, choice, text."""
+
+    name: str
+    kind: str
+    default: Any
+    label: str = ""
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in {"float", "int", "bool", "choice", "text"}:
+            raise ValueError(f"unknown parameter kind {self.kind!r}")
+        if self.kind == "choice" and self.default not in self.choices:
+            raise ValueError(f"default {self.default!r} of {self.name} is not among {self.choices}")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ")
+
+    def coerce(self, value: Any) -> Any:
+        """Validate ``value`` (None means the default); out-of-range numbers raise InputError."""
+        if value is None:
+            return self.default
+        if self.kind in {"float", "int"}:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{self.title} must be a number, got {value!r}.") from None
+            if self.minimum is not None and number < self.minimum or (
+                self.maximum is not None and number > self.maximum
+            ):
+                raise InputError(f"{self.title} must lie in [{self.minimum}, {self.maximum}], got {number}.")
+            return int(round(number)) if self.kind == "int" else number
+        if self.kind == "bool":
+            return bool(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise InputError(f"{self.title} must be one of {', '.join(self.choices)}; got {value!r}.")
+            return value
+        return str(value)
+
+
+def FloatParam(name: str, default: float, minimum: float, maximum: float, step: float = 0.05, **kw: Any) -> Param:
+    return Param(name, "float", default, minimum=minimum, maximum=maximum, step=step, **kw)
+
+
+def IntParam(name: str, default: int, minimum: int, maximum: int, step: int = 1, **kw: Any) -> Param:
+    return Param(name, "int", default, minimum=minimum, maximum=maximum, step=step, **kw)
+
+
+def BoolParam(name: str, default: bool, **kw: Any) -> Param:
+    return Param(name, "bool", default, **kw)
+
+
+def ChoiceParam(name: str, default: str, choices: tuple[str, ...], **kw: Any) -> Param:
+    return Param(name, "choice", default, choices=choices, **kw)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A layout box in relative coordinates (0..1) with the phrase that should fill it."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    phrase: str
+
+    def as_list(self) -> list[float]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+@dataclass(frozen=True)
+class Drag:
+    """A handle point to move onto a target point, in pixels of the working image."""
+
+    handle: tuple[int, int]
+    target: tuple[int, int]
+
+
+@dataclass
+class Audio:
+    waveform: np.ndarray  # mono float32 in [-1, 1]
+    sampling_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.waveform) / float(self.sampling_rate)
+
+
+@dataclass
+class EditInputs:
+    """Everything a tab collects, already normalised to the backbone's working size."""
+
+    image: Image.Image | None = None
+    prompt: str = ""
+    source_prompt: str = ""
+    negative_prompt: str = ""
+    mask: Image.Image | None = None  # "L", 255 = region to edit
+    control_image: Image.Image | None = None  # pose skeleton, sketch, segmentation map
+    reference: Image.Image | None = None
+    boxes: list[Box] = field(default_factory=list)
+    drags: list[Drag] = field(default_factory=list)
+    audio: Audio | None = None
+    source_class: int | None = None
+    target_class: int | None = None
+    steps: int = 20
+    guidance: float = 7.5
+    notes: dict[str, Any] = field(default_factory=dict)  # condition extras (e.g. audio tags)
+
+
+# Human-readable names of the EditInputs fields a method can require.
+REQUIREMENT_TEXT = {
+    "image": "a source image",
+    "prompt": "a target prompt",
+    "source_prompt": "a source prompt",
+    "mask": "a mask (draw or upload the region to edit)",
+    "control_image": "a condition map",
+    "reference": "a reference image",
+    "boxes": "at least one box with a phrase",
+    "drags": "at least one handle → target point pair",
+    "audio": "an audio clip",
+    "source_class": "a source class",
+    "target_class": "a target class",
+}
+
+
+@dataclass
+class MethodOutput:
+    image: Image.Image
+    info: dict[str, Any] = field(default_factory=dict)  # shown in the caption and the record
+    extras: list[tuple[Image.Image, str]] = field(default_factory=list)  # e.g. implicit masks
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method: the shared backbone, the seeded generator, a progress hook."""
+
+    backbone: Backbone
+    seed: int
+    generator: torch.Generator
+    report: Callable[[int, int], None] = lambda step, total: None
+
+    def diffusers_callback(self, total: int) -> Callable[..., dict[str, Any]]:
+        """A ``callback_on_step_end`` that forwards step progress to the UI."""
+
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            self.report(step + 1, total)
+            return {}
+
+        return callback
+
+
+class Method:
+    """Base of every method. Subclasses set the class attributes and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    condition: ClassVar[Condition]
+    strategy: ClassVar[Strategy]
+    paper: ClassVar[Paper]
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    addons: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ("image",)
+
+    @classmethod
+    def describe(cls) -> str:
+        return f"{cls.label} ({cls.paper.year}, {cls.strategy.value})"
+
+    @classmethod
+    def resolve_params(cls, values: dict[str, Any] | None) -> dict[str, Any]:
+        values = dict(values or {})
+        unknown = set(values) - {p.name for p in cls.params}
+        if unknown:
+            raise InputError(f"{cls.label} has no parameter(s) {sorted(unknown)}.")
+        return {p.name: p.coerce(values.get(p.name)) for p in cls.params}
+
+    @classmethod
+    def missing_inputs(cls, inputs: EditInputs) -> list[str]:
+        missing = []
+        for field_name in cls.requires:
+            value = getattr(inputs, field_name)
+            if value is None or (isinstance(value, str | list) and not value):
+                missing.append(REQUIREMENT_TEXT.get(field_name, field_name))
+        return missing
+
+    def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
+        raise NotImplementedError

@@ -1,0 +1,310 @@
+"""The tiny profile: every component from small configs with seeded random weights.
+
+Each builder writes one component in the same on-disk layout as its real checkpoint (diffusers or
+transformers format, same subfolders and file names), so the backbone loads it back through the very
+same ``from_pretrained`` code as the real model. Outputs of these weights look like noise: they exist
+so that tests, CI and offline starts exercise every real code path on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+TINY_VERSION = "tiny-v1"
+TINY_SIZE = 128  # working image size in pixels (latents 16x16)
+CROSS_DIM = 32
+SEED = 0
+
+_UNET_BLOCKS = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": CROSS_DIM,
+    "attention_head_dim": 4,
+    "norm_num_groups": 8,
+}
+
+
+def _seeded(offset: int = 0) -> None:
+    torch.manual_seed(SEED + offset)
+
+
+def _clip_tokenizer():
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def tiny_unet(in_channels: int = 4, **extra):
+    from diffusers import UNet2DConditionModel
+
+    _seeded(in_channels)
+    return UNet2DConditionModel(
+        sample_size=TINY_SIZE // 8, in_channels=in_channels, out_channels=4, **_UNET_BLOCKS, **extra
+    )
+
+
+def build_base(folder: Path) -> None:
+    """A whole SD-1.5-shaped pipeline folder (model_index.json + components)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _clip_tokenizer()
+    _seeded(1)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=CROSS_DIM,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=CROSS_DIM,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    _seeded(2)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=TINY_SIZE,
+    )
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=tiny_unet(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+
+
+def build_inpaint_unet(folder: Path) -> None:
+    tiny_unet(in_channels=9).save_pretrained(folder / "unet")
+
+
+def _controlnet(offset: int):
+    from diffusers import ControlNetModel
+
+    _seeded(100 + offset)
+    blocks = {k: v for k, v in _UNET_BLOCKS.items() if k != "up_block_types"}
+    model = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **blocks)
+    # Real ControlNets start from zero convolutions and learn them; random ones must not be zero, or the
+    # tiny control would have no effect at all and tests could not see it.
+    with torch.no_grad():
+        zero_convs = [*model.controlnet_down_blocks, model.controlnet_mid_block, model.controlnet_cond_embedding.conv_out]
+        for conv in zero_convs:
+            conv.weight.normal_(0.0, 0.05)
+    return model
+
+
+def build_controlnet_openpose(folder: Path) -> None:
+    _controlnet(1).save_pretrained(folder)
+
+
+def build_controlnet_scribble(folder: Path) -> None:
+    _controlnet(2).save_pretrained(folder)
+
+
+def build_controlnet_seg(folder: Path) -> None:
+    _controlnet(3).save_pretrained(folder)
+
+
+def build_ip_adapter_image_encoder(folder: Path) -> None:
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    _seeded(200)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(folder / "models" / "image_encoder")
+
+
+def build_ip_adapter(folder: Path) -> None:
+    """IP-Adapter weights with the original key layout: image_proj.* and ip_adapter.<i>.to_{k,v}_ip."""
+    from safetensors.torch import save_file
+
+    _seeded(201)
+    unet = tiny_unet()
+    image_embed_dim, tokens = 32, 4
+    tensors = {
+        "image_proj.proj.weight": torch.randn(CROSS_DIM * tokens, image_embed_dim) * 0.05,
+        "image_proj.proj.bias": torch.zeros(CROSS_DIM * tokens),
+        "image_proj.norm.weight": torch.ones(CROSS_DIM),
+        "image_proj.norm.bias": torch.zeros(CROSS_DIM),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        hidden = _hidden_size(unet, name)
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
+        key_id += 2
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "models" / "ip-adapter_sd15.safetensors"))
+
+
+def _hidden_size(unet, name: str) -> int:
+    channels = unet.config.block_out_channels
+    if name.startswith("mid_block"):
+        return channels[-1]
+    block_id = int(name.split(".")[1])
+    return channels[::-1][block_id] if name.startswith("up_blocks") else channels[block_id]
+
+
+def build_gligen_unet(folder: Path) -> None:
+    tiny_unet(attention_type="gated-text-image").save_pretrained(folder / "unet")
+
+
+def build_gligen_inpaint_unet(folder: Path) -> None:
+    tiny_unet(in_channels=9, attention_type="gated-text-image").save_pretrained(folder / "unet")
+
+
+def _byte_vocab(specials: list[str]) -> dict[str, int]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {token: i for i, token in enumerate(specials)}
+    for char in bytes_to_unicode().values():
+        vocab[char] = len(vocab)
+    return vocab
+
+
+def build_clap(folder: Path) -> None:
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ClapTextConfig,
+        RobertaTokenizer,
+    )
+
+    tokenizer = RobertaTokenizer(vocab=_byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]), merges=[])
+    tokenizer.model_max_length = 64
+    text = ClapTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=72,
+        projection_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    audio = ClapAudioConfig(
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        patch_embeds_hidden_size=16,
+        hidden_size=32,
+        projection_dim=16,
+        window_size=8,
+        spec_size=256,
+        num_mel_bins=64,
+    )
+    _seeded(300)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    model.save_pretrained(folder)
+    ClapProcessor(feature_extractor=ClapFeatureExtractor(), tokenizer=tokenizer).save_pretrained(folder)
+
+
+def build_dit(folder: Path) -> None:
+    """Class-conditional DiT (ImageNet's 1000 classes) in the layout of facebook/DiT-XL-2-256."""
+    from diffusers import DDIMScheduler, DiTTransformer2DModel
+
+    _seeded(400)
+    transformer = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=TINY_SIZE // 8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+    )
+    transformer.save_pretrained(folder / "transformer")
+    DDIMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02, clip_sample=False).save_pretrained(
+        folder / "scheduler"
+    )
+
+
+def build_openpose(folder: Path) -> None:
+    """controlnet_aux's body / hand / face networks at full architecture, random weights (.pth files)."""
+    from controlnet_aux.open_pose.body import bodypose_model
+    from controlnet_aux.open_pose.face import FaceNet
+    from controlnet_aux.open_pose.hand import handpose_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _seeded(500)
+    for network, filename, strip_prefix in (
+        (bodypose_model(), "body_pose_model.pth", True),
+        (handpose_model(), "hand_pose_model.pth", True),
+        (FaceNet(), "facenet.pth", False),
+    ):
+        state = network.state_dict()
+        if strip_prefix:  # controlnet_aux's `transfer` re-adds the first name component
+            state = {".".join(k.split(".")[1:]): v for k, v in state.items()}
+        torch.save(state, folder / filename)
+
+
+def ensure_built(root: Path, name: str, builder) -> Path:
+    """Build a tiny component into ``root/name`` once; later calls reuse the folder."""
+    folder = root / TINY_VERSION / name
+    if (folder / ".complete").exists():
+        return folder
+    logger.info("building tiny %s in %s", name, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    builder(staging)
+    (staging / ".complete").write_text(json.dumps({"version": TINY_VERSION}))
+    if folder.exists():  # a half-built folder from an interrupted run, or another process won the race
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
