@@ -113,6 +113,11 @@ def build_base(folder: Path) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
+    # SD 1.5's scheduler config carries clip_sample=false, which DDIM and other samplers read from it.
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["clip_sample"] = False
+    config_path.write_text(json.dumps(config, indent=2))
 
 
 def build_inpaint_unet(folder: Path) -> None:

@@ -1,0 +1,10 @@
+"""Editing methods, one file each; importing this package registers them all.
+
+Shared machinery lives in ``methods.core``. The registry is the only list of methods: tabs, tests and
+scripts read it, so a new method file appears everywhere once it is imported here.
+"""
+
+from __future__ import annotations
+
+from methods import sdedit  # noqa: F401  (text)
+from methods.core.registry import get_method, list_methods, register  # noqa: F401

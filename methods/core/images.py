@@ -1,0 +1,165 @@
+"""Image normalisation and the pictures the grid shows (overlays, cards, the grid itself)."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from methods.core.spec import Box, Drag, InputError
+
+MAX_PIXELS = 64_000_000  # larger uploads are refused with a message, not decoded
+
+
+def load_image(value: Any, what: str = "image") -> Image.Image:
+    """Any upload (PIL, numpy, path, bytes) -> an RGB PIL image; clear InputError otherwise.
+
+    Handles EXIF rotation, alpha (composited on white), palette, grayscale and 16-bit images.
+    """
+    if value is None:
+        raise InputError(f"Please upload {what}.")
+    try:
+        if isinstance(value, Image.Image):
+            image = value
+        elif isinstance(value, np.ndarray):
+            image = _from_array(value)
+        elif isinstance(value, bytes):
+            image = Image.open(io.BytesIO(value))
+        elif isinstance(value, str | Path):
+            image = Image.open(value)
+        elif isinstance(value, dict) and "path" in value:  # gradio FileData
+            image = Image.open(value["path"])
+        else:
+            raise InputError(f"The {what} has an unsupported type ({type(value).__name__}).")
+        if image.width * image.height > MAX_PIXELS:
+            raise InputError(f"The {what} is {image.width}x{image.height}; please upload one under 64 megapixels.")
+        image = ImageOps.exif_transpose(image)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise InputError(f"The {what} could not be read as an image ({error}). Please upload a PNG, JPEG or WebP.") from None
+    return to_rgb(image)
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype == np.uint16 or array.max(initial=0) > 255:
+        array = (array.astype(np.float64) / max(float(array.max()), 1.0) * 255.0).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        array = np.clip(array.astype(np.float64) * scale, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        array = (array - low) / max(high - low, 1e-9) * 255.0
+        image = Image.fromarray(array.round().astype(np.uint8), "L")
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return image.convert("RGB")
+
+
+def fit_image(image: Image.Image, size: int, multiple: int) -> Image.Image:
+    """Resize so the longest side is ``size`` and both sides are multiples of ``multiple``."""
+    scale = size / max(image.width, image.height)
+    width = max(multiple, int(round(image.width * scale / multiple)) * multiple)
+    height = max(multiple, int(round(image.height * scale / multiple)) * multiple)
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def square_image(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize (for class-conditional models trained on square crops)."""
+    return ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
+
+
+def binary_mask(value: Any, size: tuple[int, int], what: str = "mask") -> Image.Image | None:
+    """Any mask (PIL, numpy, path; white or opaque = edit) -> "L" 0/255 of ``size``; None if empty."""
+    if value is None:
+        return None
+    if isinstance(value, Image.Image):
+        mask = value
+    else:
+        mask = load_image(value, what)
+    if mask.mode in {"RGBA", "LA"}:
+        alpha = np.asarray(mask.getchannel("A"))
+        gray = np.asarray(mask.convert("L"))
+        array = np.where(alpha > 0, np.maximum(gray, alpha), 0)
+    else:
+        array = np.asarray(mask.convert("L"))
+    mask = Image.fromarray(((array > 127) * 255).astype(np.uint8), "L").resize(size, Image.Resampling.NEAREST)
+    return mask if np.asarray(mask).any() else None
+
+
+def mask_overlay(image: Image.Image, mask: Image.Image, color: tuple[int, int, int] = (255, 40, 40)) -> Image.Image:
+    tint = Image.new("RGB", image.size, color)
+    alpha = mask.convert("L").resize(image.size).point(lambda v: int(v * 0.5))
+    return Image.composite(tint, image, alpha)
+
+
+def _font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # older Pillow
+        return ImageFont.load_default()
+
+
+def draw_boxes(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    palette = [(255, 60, 60), (60, 200, 60), (60, 120, 255), (255, 180, 0), (200, 60, 255)]
+    for i, box in enumerate(boxes):
+        color = palette[i % len(palette)]
+        xy = (box.x0 * out.width, box.y0 * out.height, box.x1 * out.width, box.y1 * out.height)
+        draw.rectangle(xy, outline=color, width=max(1, out.width // 128))
+        draw.text((xy[0] + 2, xy[1] + 1), box.phrase, fill=color, font=_font(max(10, out.width // 24)))
+    return out
+
+
+def draw_drags(image: Image.Image, drags: Sequence[Drag], mask: Image.Image | None = None) -> Image.Image:
+    out = mask_overlay(image, mask, (255, 255, 255)) if mask is not None else image.copy()
+    draw = ImageDraw.Draw(out)
+    radius = max(2, out.width // 64)
+    for drag in drags:
+        (hx, hy), (tx, ty) = drag.handle, drag.target
+        draw.line((hx, hy, tx, ty), fill=(255, 255, 255), width=max(1, radius // 2))
+        draw.ellipse((hx - radius, hy - radius, hx + radius, hy + radius), fill=(255, 40, 40))
+        draw.ellipse((tx - radius, ty - radius, tx + radius, ty + radius), fill=(40, 90, 255))
+    return out
+
+
+def text_card(text: str, size: tuple[int, int], background: tuple[int, int, int] = (40, 40, 40)) -> Image.Image:
+    """A plain card with wrapped text: used for error cells and for conditions without a picture."""
+    card = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(card)
+    font_size = max(10, size[0] // 22)
+    width_chars = max(12, int(size[0] / (font_size * 0.6)))
+    lines = [line for paragraph in text.splitlines() for line in (textwrap.wrap(paragraph, width_chars) or [""])]
+    draw.multiline_text((6, 6), "\n".join(lines), fill=(235, 235, 235), font=_font(font_size), spacing=3)
+    return card
+
+
+def compose_grid(cells: Sequence[tuple[Image.Image, str]], cell_size: int = 256, columns: int = 4) -> Image.Image:
+    """One PNG of captioned cells (the condition first), for download."""
+    columns = max(1, min(columns, len(cells)))
+    rows = (len(cells) + columns - 1) // columns
+    caption_height = 64
+    grid = Image.new("RGB", (columns * cell_size, rows * (cell_size + caption_height)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    font = _font(11)
+    for index, (image, caption) in enumerate(cells):
+        x, y = (index % columns) * cell_size, (index // columns) * (cell_size + caption_height)
+        thumb = ImageOps.contain(image.convert("RGB"), (cell_size, cell_size))
+        grid.paste(thumb, (x + (cell_size - thumb.width) // 2, y + (cell_size - thumb.height) // 2))
+        text = "\n".join(textwrap.wrap(caption, 42)[:4])
+        draw.multiline_text((x + 4, y + cell_size + 2), text, fill=(0, 0, 0), font=font, spacing=2)
+    return grid
