@@ -6,5 +6,11 @@ scripts read it, so a new method file appears everywhere once it is imported her
 
 from __future__ import annotations
 
-from methods import sdedit  # noqa: F401  (text)
+from methods import (  # noqa: F401  (one module per method, grouped by condition in the survey's order)
+    sdedit,  # text
+    sd_inpaint,  # mask
+    controlnet_openpose,  # pose
+    controlnet_scribble,  # sketch
+    controlnet_seg,  # segmentation
+)
 from methods.core.registry import get_method, list_methods, register  # noqa: F401

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from methods.core.backbone import Backbone
+from methods.core.conditions import inputs_summary
 from methods.core.images import compose_grid, text_card
 from methods.core.registry import get_method
 from methods.core.spec import Condition, EditInputs, InputError, RunContext
@@ -145,6 +146,9 @@ def run_comparison(
     out_dir.mkdir(parents=True, exist_ok=True)
     grid_path, record_path = out_dir / "grid.png", out_dir / "records.json"
     grid.save(grid_path)
-    record_path.write_text(json.dumps({"condition": condition.value, "records": records}, indent=2, default=str))
+    record_path.write_text(
+        json.dumps({"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}, indent=2,
+                   default=str)
+    )
     comparison.files = [grid_path, record_path]
     return comparison

@@ -1,0 +1,43 @@
+"""Class-label tab: translate the photo from one ImageNet class to another with a class-conditional model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from demos.common import Hub, banner, build_tab
+from methods.core.images import load_image, square_image
+from methods.core.imagenet import class_index, class_names
+from methods.core.spec import Condition, EditInputs, InputError
+
+CONDITION = Condition.CLASS
+
+
+def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
+    if values["image"] is None:
+        raise InputError("Please upload a photo of an object of the source class.")
+    inputs.image = square_image(load_image(values["image"], "the source photo"), hub.backbone.size)
+    if not values["source_class"] or not values["target_class"]:
+        raise InputError("Please pick both a source class and a target class.")
+    inputs.source_class = class_index(values["source_class"])
+    inputs.target_class = class_index(values["target_class"])
+    names = class_names()
+    inputs.notes["source_class_name"] = names[inputs.source_class]
+    inputs.notes["target_class_name"] = names[inputs.target_class]
+    return inputs
+
+
+def create_demo(hub: Hub) -> None:
+    banner(hub)
+    names = class_names()
+    with gr.Row():
+        image = gr.Image(type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"],
+                         elem_id="class-image")
+        with gr.Column():
+            source_class = gr.Dropdown(names, value="Persian cat", label="Source class (ImageNet)", filterable=True)
+            target_class = gr.Dropdown(names, value="golden retriever", label="Target class (ImageNet)",
+                                       filterable=True)
+    widgets = {"image": image, "source_class": source_class, "target_class": target_class}
+    build_tab(hub, CONDITION, widgets, build_inputs, guidance=False)
+    gr.Examples([["assets/house.png", "boathouse", "church"]], inputs=[image, source_class, target_class])

@@ -1,0 +1,174 @@
+"""What every tab shares: method checkboxes and parameter widgets generated from the method specs,
+seed / steps / guidance, the Run button wired to the comparison runner, and the result grid.
+
+A tab file only declares its condition widgets and how their values become ``EditInputs``; it never
+names a method. ``build_tab`` does the rest, so a new method shows up in its tab by being registered.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from methods.core.backbone import Backbone
+from methods.core.conditions import condition_cell
+from methods.core.images import fit_image, load_image
+from methods.core.registry import list_methods
+from methods.core.runner import Comparison, run_comparison
+from methods.core.spec import Condition, EditInputs, InputError, Param
+
+logger = logging.getLogger(__name__)
+
+MAX_SEED = 2**31 - 1
+RECORD_COLUMNS = ["method", "status", "seconds", "seed", "steps", "guidance", "params", "message"]
+
+
+@dataclass
+class Hub:
+    """What the tabs share: the resident backbone (built once by app.py)."""
+
+    backbone: Backbone
+
+    def source_image(self, value: Any, what: str = "the source image", required: bool = True) -> Any:
+        """Upload -> RGB at the backbone's working size (longest side), sides multiple of its stride."""
+        if value is None:
+            if required:
+                raise InputError(f"Please upload {what}.")
+            return None
+        return fit_image(load_image(value, what), self.backbone.size, self.backbone.size_multiple)
+
+
+# A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
+Builder = Callable[[Hub, dict[str, Any], EditInputs], EditInputs]
+
+
+def banner(hub: Hub) -> None:
+    gr.Markdown(hub.backbone.banner(), elem_classes=["hub-banner"])
+
+
+def method_choices(condition: Condition) -> list[tuple[str, str]]:
+    return [(m.describe(), m.name) for m in list_methods(condition)]
+
+
+def param_widget(method_name: str, param: Param) -> gr.components.Component:
+    label = param.title
+    common = {"label": label, "info": param.help or None, "elem_id": f"{method_name}__{param.name}"}
+    if param.kind == "float":
+        return gr.Slider(param.minimum, param.maximum, value=param.default, step=param.step or 0.01, **common)
+    if param.kind == "int":
+        return gr.Slider(param.minimum, param.maximum, value=param.default, step=param.step or 1, **common)
+    if param.kind == "bool":
+        return gr.Checkbox(value=param.default, **common)
+    if param.kind == "choice":
+        return gr.Dropdown(list(param.choices), value=param.default, **common)
+    return gr.Textbox(value=param.default, **common)
+
+
+def methods_help(condition: Condition) -> str:
+    lines = ["| method | paper | year | learning strategy | add-ons |", "|---|---|---|---|---|"]
+    for m in list_methods(condition):
+        lines.append(
+            f"| **{m.label}** — {m.summary} | [{m.paper.title}]({m.paper.url}) | {m.paper.year} | "
+            f"{m.strategy.value} | {', '.join(m.addons) or '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def _records_table(comparison: Comparison) -> list[list[Any]]:
+    rows = []
+    for r in comparison.records:
+        rows.append([r["method"], r["status"], r.get("seconds"), r["seed"], r["steps"], r["guidance"],
+                     str(r.get("params", {})), r.get("message", "")])
+    return rows
+
+
+def build_tab(
+    hub: Hub,
+    condition: Condition,
+    widgets: dict[str, gr.components.Component],
+    builder: Builder,
+    default_steps: int | None = None,
+    guidance: bool = True,
+) -> dict[str, Any]:
+    """Add the method controls, Run button and result grid under a tab's condition widgets."""
+    methods = list_methods(condition)
+    default_steps = default_steps or (4 if hub.backbone.profile.is_tiny else 30)
+    with gr.Row():
+        method_box = gr.CheckboxGroup(
+            method_choices(condition), value=[m.name for m in methods], label="Methods to compare",
+            elem_id=f"{condition.value}-methods",
+        )
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed (shared by all methods)")
+        randomize = gr.Checkbox(value=False, label="Randomize seed")
+        steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
+        cfg = gr.Slider(1.0, 20.0, value=7.5, step=0.5, label="Guidance scale", visible=guidance)
+    param_components: list[tuple[str, str, gr.components.Component]] = []
+    for method in methods:
+        if not method.params:
+            continue
+        with gr.Accordion(f"Parameters: {method.label}", open=False):
+            for param in method.params:
+                param_components.append((method.name, param.name, param_widget(method.name, param)))
+    run_button = gr.Button("Run comparison", variant="primary", elem_id=f"{condition.value}-run")
+    gallery = gr.Gallery(label="Comparison (condition first)", columns=4, height="auto", object_fit="contain", format="png",
+                         elem_id=f"{condition.value}-gallery")
+    with gr.Accordion("Per-method record (reproduce any cell)", open=False):
+        table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
+        files = gr.File(label="Grid PNG and records JSON", file_count="multiple")
+    with gr.Accordion("About these methods", open=False):
+        gr.Markdown(methods_help(condition))
+
+    widget_names = list(widgets)
+    param_keys = [(m, p) for m, p, _ in param_components]
+
+    def process(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        named = dict(zip(widget_names, values[: len(widget_names)], strict=True))
+        chosen, seed_value, randomize_value, steps_value, guidance_value = values[len(widget_names) : len(widget_names) + 5]
+        param_values = values[len(widget_names) + 5 :]
+        if not chosen:
+            raise gr.Error("Select at least one method to compare.")
+        seed_value = random.randint(0, MAX_SEED) if randomize_value else int(seed_value or 0)
+        params: dict[str, dict[str, Any]] = {}
+        for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
+            params.setdefault(method_name, {})[param_name] = value
+        try:
+            inputs = builder(hub, named, EditInputs(steps=int(steps_value), guidance=float(guidance_value)))
+            cell = condition_cell(condition, inputs)
+            comparison = run_comparison(
+                hub.backbone, condition, list(chosen), inputs, seed_value,
+                params={k: v for k, v in params.items() if k in chosen},
+                condition_cell=cell, progress=lambda f, text: progress(f, desc=text),
+            )
+        except InputError as error:
+            raise gr.Error(str(error)) from None
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - never a stack trace in the UI
+            logger.exception("%s tab failed", condition.value)
+            raise gr.Error(f"Could not run the comparison: {type(error).__name__}: {error}") from None
+        return comparison.gallery, _records_table(comparison), [str(p) for p in comparison.files], seed_value
+
+    # Meaningful API parameter names for gradio_client: the widget names, then method__param.
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in widget_names]
+    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                   for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale")]
+    parameters += [inspect.Parameter(f"{m}__{p}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for m, p in param_keys]
+    parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
+    process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+
+    run_button.click(
+        process,
+        inputs=[*widgets.values(), method_box, seed, randomize, steps, cfg, *(c for _, _, c in param_components)],
+        outputs=[gallery, table, files, seed],
+        api_name=condition.value,
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    )
+    return {"gallery": gallery, "run": run_button, "methods": method_box, "seed": seed}

@@ -1,0 +1,86 @@
+"""Drag tab: click a handle point then its target (repeat for more pairs); optionally paint the
+region allowed to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from demos.common import Hub, banner, build_tab
+from demos.widgets import dump, mask_editor, mask_from, parse_json_list
+from methods.core.images import draw_drags
+from methods.core.spec import Condition, Drag, EditInputs, InputError
+
+CONDITION = Condition.DRAG
+DRAG_EXAMPLE = "[[0.3, 0.5, 0.6, 0.5]] (handle x, y, target x, y in 0..1)"
+
+
+def parse_drags(text: str | None, size: tuple[int, int]) -> list[Drag]:
+    width, height = size
+    drags = []
+    for item in parse_json_list(text, "drag points", DRAG_EXAMPLE):
+        if not (isinstance(item, list) and len(item) == 4 and all(isinstance(v, int | float) for v in item)):
+            raise InputError(f"Each drag is four numbers, e.g. {DRAG_EXAMPLE}.")
+        if not all(0.0 <= v <= 1.0 for v in item):
+            raise InputError("Drag points must lie inside the image (coordinates in 0..1).")
+        hx, hy, tx, ty = item
+        drags.append(Drag((round(hx * (width - 1)), round(hy * (height - 1))),
+                          (round(tx * (width - 1)), round(ty * (height - 1)))))
+    return drags
+
+
+def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
+    inputs.image = hub.source_image(values["image"])
+    inputs.drags = parse_drags(values["drag_points"], inputs.image.size)
+    if not inputs.drags:
+        raise InputError("Please click a handle point and then its target on the canvas.")
+    inputs.mask = mask_from(values["mask_drawing"], None, inputs.image.size)
+    inputs.prompt = (values["prompt"] or "").strip()
+    return inputs
+
+
+def create_demo(hub: Hub) -> None:
+    banner(hub)
+    with gr.Row():
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
+        canvas = gr.Image(type="pil", interactive=False, label="Click handle (red), then target (blue)",
+                          elem_id="drag-canvas")
+    with gr.Row():
+        drawing = mask_editor("Optional: paint the region allowed to move", elem_id="drag-mask")
+        with gr.Column():
+            points = gr.Textbox(label="Drag points (JSON)", value="[]", lines=2)
+            clear = gr.Button("Clear points")
+            prompt = gr.Textbox(label="Prompt describing the photo (optional)")
+    pending = gr.State(None)
+
+    def redraw(text: str, source: Any, drawn: Any) -> Any:
+        if source is None:
+            return None
+        photo = hub.source_image(source)
+        try:
+            drags = parse_drags(text, photo.size)
+        except InputError:
+            drags = []
+        return draw_drags(photo, drags, mask_from(drawn, None, photo.size))
+
+    def click(text: str, handle: Any, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
+        if source is None:
+            raise gr.Error("Upload a photo first.")
+        width, height = hub.source_image(source).size
+        x, y = evt.index[0] / max(width - 1, 1), evt.index[1] / max(height - 1, 1)
+        if handle is None:
+            return text, (x, y)
+        items = parse_json_list(text, "drag points", DRAG_EXAMPLE)
+        items.append([round(handle[0], 4), round(handle[1], 4), round(x, 4), round(y, 4)])
+        return dump(items), None
+
+    image.change(lambda im: im, image, drawing, api_visibility="private")
+    for trigger in (points.change, image.change, drawing.change):
+        trigger(redraw, [points, image, drawing], canvas, api_visibility="private")
+    canvas.select(click, [points, pending, image], [points, pending], api_visibility="private")
+    clear.click(lambda: ("[]", None), None, [points, pending], api_visibility="private")
+    widgets = {"image": image, "drag_points": points, "mask_drawing": drawing, "prompt": prompt}
+    build_tab(hub, CONDITION, widgets, build_inputs)
+    gr.Examples([["assets/house.png", dump([[0.35, 0.55, 0.6, 0.55]]), None, "a house on a meadow"]],
+                inputs=[image, points, drawing, prompt])

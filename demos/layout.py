@@ -1,0 +1,94 @@
+"""Layout tab: boxes drawn by two clicks, each with its phrase; generate, or edit inside the boxes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from demos.common import Hub, banner, build_tab
+from demos.widgets import dump, parse_json_list
+from methods.core.images import draw_boxes
+from methods.core.spec import Box, Condition, EditInputs, InputError
+
+CONDITION = Condition.LAYOUT
+BOX_EXAMPLE = '[{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}] (x0, y0, x1, y1 in 0..1)'
+
+
+def parse_boxes(text: str | None) -> list[Box]:
+    boxes = []
+    for item in parse_json_list(text, "boxes", BOX_EXAMPLE):
+        try:
+            phrase = str(item["phrase"]).strip()
+            x0, y0, x1, y1 = (min(max(float(v), 0.0), 1.0) for v in item["box"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.") from None
+        if not phrase:
+            raise InputError("Every box needs a phrase saying what goes inside it.")
+        x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        if x1 - x0 < 0.02 or y1 - y0 < 0.02:
+            raise InputError(f"The box for “{phrase}” is too small; click two opposite corners further apart.")
+        boxes.append(Box(x0, y0, x1, y1, phrase))
+    return boxes
+
+
+def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
+    inputs.image = hub.source_image(values["image"], required=False)
+    inputs.boxes = parse_boxes(values["boxes"])
+    if not inputs.boxes:
+        raise InputError("Please draw at least one box: type its phrase, then click two corners on the canvas.")
+    inputs.prompt = (values["prompt"] or "").strip() or ", ".join(b.phrase for b in inputs.boxes)
+    inputs.negative_prompt = (values["negative_prompt"] or "").strip()
+    return inputs
+
+
+def create_demo(hub: Hub) -> None:
+    banner(hub)
+    size = hub.backbone.size
+    blank = Image.new("RGB", (size, size), (235, 235, 235))
+    with gr.Row():
+        image = gr.Image(type="pil", label="Source photo (optional: for editing inside the boxes)",
+                         sources=["upload"], elem_id="layout-image")
+        canvas = gr.Image(type="pil", value=blank, interactive=False, label="Click two corners to add a box",
+                          elem_id="layout-canvas")
+    with gr.Row():
+        phrase = gr.Textbox(label="Phrase for the next box", value="a red car")
+        boxes = gr.Textbox(label="Boxes (JSON)", value="[]", lines=3)
+        with gr.Column():
+            clear = gr.Button("Clear boxes")
+            prompt = gr.Textbox(label="Prompt (optional; default: the phrases)")
+            negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+    corner = gr.State(None)
+
+    def background(source: Any) -> Image.Image:
+        return hub.source_image(source, required=False) if source is not None else blank
+
+    def redraw(text: str, source: Any) -> Image.Image:
+        try:
+            return draw_boxes(background(source), parse_boxes(text))
+        except InputError:
+            return background(source)
+
+    def click(text: str, pending: Any, words: str, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
+        width, height = background(source).size
+        x, y = evt.index[0] / width, evt.index[1] / height
+        if pending is None:
+            return text, (x, y)
+        items = parse_json_list(text, "boxes", BOX_EXAMPLE)
+        items.append({"phrase": words.strip() or "an object",
+                      "box": [round(min(pending[0], x), 4), round(min(pending[1], y), 4),
+                              round(max(pending[0], x), 4), round(max(pending[1], y), 4)]})
+        return dump(items), None
+
+    canvas.select(click, [boxes, corner, phrase, image], [boxes, corner], api_visibility="private")
+    boxes.change(redraw, [boxes, image], canvas, api_visibility="private")
+    image.change(redraw, [boxes, image], canvas, api_visibility="private")
+    clear.click(lambda: ("[]", None), None, [boxes, corner], api_visibility="private")
+    widgets = {"image": image, "boxes": boxes, "prompt": prompt, "negative_prompt": negative_prompt}
+    build_tab(hub, CONDITION, widgets, build_inputs)
+    gr.Examples(
+        [[None, dump([{"phrase": "a red car", "box": [0.1, 0.55, 0.55, 0.9]},
+                      {"phrase": "a green tree", "box": [0.6, 0.1, 0.95, 0.8]}]), "a street, photo", ""]],
+        inputs=[image, boxes, prompt, negative_prompt],
+    )

@@ -1,0 +1,38 @@
+"""Text tab: edit a photo from a target prompt (and, for inversion methods, a source prompt)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from demos.common import Hub, banner, build_tab
+from methods.core.spec import Condition, EditInputs, InputError
+
+CONDITION = Condition.TEXT
+
+
+def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
+    inputs.image = hub.source_image(values["image"])
+    inputs.prompt = (values["prompt"] or "").strip()
+    inputs.source_prompt = (values["source_prompt"] or "").strip()
+    inputs.negative_prompt = (values["negative_prompt"] or "").strip()
+    if not inputs.prompt:
+        raise InputError("Please write a target prompt: what the edited photo should show.")
+    return inputs
+
+
+def create_demo(hub: Hub) -> None:
+    banner(hub)
+    with gr.Row():
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
+        with gr.Column():
+            prompt = gr.Textbox(value="", label="Target prompt", placeholder="a photo of a red house in the snow")
+            source_prompt = gr.Textbox(label="Source prompt (optional: describes the photo)")
+            negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+    widgets = {"image": image, "prompt": prompt, "source_prompt": source_prompt, "negative_prompt": negative_prompt}
+    build_tab(hub, CONDITION, widgets, build_inputs)
+    gr.Examples(
+        [["assets/house.png", "a house in the snow, winter", "a house on a meadow, summer", ""]],
+        inputs=[image, prompt, source_prompt, negative_prompt],
+    )

@@ -1,0 +1,29 @@
+"""ControlNet OpenPose: ControlNet v1.1 conditioned on pose (Zhang et al., "Adding Conditional Control to
+Text-to-Image Diffusion Models", ICCV 2023).
+
+https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism. Pose skeleton (OpenPose format) steers the body layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, run_controlnet
+from methods.core.registry import register
+from methods.core.spec import Condition, EditInputs, Method, MethodOutput, RunContext, Strategy
+
+
+@register
+class ControlNetOpenpose(Method):
+    name = "controlnet_openpose"
+    label = "ControlNet OpenPose"
+    condition = Condition.POSE
+    strategy = Strategy.TRAINING_BASED
+    paper = CONTROLNET_PAPER
+    summary = "Pose skeleton (OpenPose format) steers the body layout."
+    params = CONTROL_PARAMS
+    addons = ("controlnet_openpose",)
+    requires = ("control_image", "prompt")
+
+    def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
+        return run_controlnet(ctx, inputs, params, "controlnet_openpose")

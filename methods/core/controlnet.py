@@ -1,0 +1,65 @@
+"""What every ControlNet method shares: its parameters and one call over the shared modules.
+
+ControlNet ("Adding Conditional Control to Text-to-Image Diffusion Models", Zhang et al., ICCV 2023):
+a trainable copy of the UNet encoder, joined by zero convolutions, injects a spatial condition (pose,
+scribble, segmentation...) into the frozen SD UNet. Each condition's ControlNet is an add-on; the base
+modules stay resident. With a source image the edit is image-to-image under control (strength < 1 keeps
+more of the source); without one it generates from the condition alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
+
+from methods.core.spec import EditInputs, FloatParam, MethodOutput, Paper, RunContext
+
+CONTROLNET_PAPER = Paper(
+    "Adding Conditional Control to Text-to-Image Diffusion Models", 2023, "https://arxiv.org/abs/2302.05543"
+)
+
+CONTROL_PARAMS = (
+    FloatParam("conditioning_scale", 1.0, 0.0, 2.0, help="Weight of the ControlNet residuals."),
+    FloatParam("control_start", 0.0, 0.0, 1.0, help="Fraction of the steps at which control starts."),
+    FloatParam("control_end", 1.0, 0.0, 1.0, help="Fraction of the steps at which control stops."),
+    FloatParam("strength", 1.0, 0.05, 1.0, help="With a source photo: how much of it is re-noised (1 = all)."),
+)
+
+
+def controlnet_call(
+    ctx: RunContext, inputs: EditInputs, params: dict[str, Any], addon: str
+) -> tuple[Any, dict[str, Any]]:
+    """The pipeline and keyword arguments of one ControlNet run (shared by the methods and their tests)."""
+    controlnet = ctx.backbone.addon(addon)
+    control = inputs.control_image
+    width, height = (inputs.image or control).size
+    if control.size != (width, height):
+        control = control.resize((width, height))
+    kwargs: dict[str, Any] = {
+        "prompt": inputs.prompt,
+        "negative_prompt": inputs.negative_prompt or None,
+        "num_inference_steps": inputs.steps,
+        "guidance_scale": inputs.guidance,
+        "controlnet_conditioning_scale": params["conditioning_scale"],
+        "control_guidance_start": params["control_start"],
+        "control_guidance_end": max(params["control_end"], params["control_start"]),
+        "height": height,
+        "width": width,
+        "generator": ctx.generator,
+    }
+    if inputs.image is not None:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=controlnet)
+        kwargs.update(image=inputs.image, control_image=control, strength=params["strength"])
+    else:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetPipeline, controlnet=controlnet)
+        kwargs.update(image=control)
+    return pipe, kwargs
+
+
+def run_controlnet(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], addon: str) -> MethodOutput:
+    pipe, kwargs = controlnet_call(ctx, inputs, params, addon)
+    steps = inputs.steps if inputs.image is None else max(1, int(inputs.steps * params["strength"]))
+    image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
+    mode = "img2img under control" if inputs.image is not None else "generated from the condition"
+    return MethodOutput(image, info={"mode": mode})

@@ -1,0 +1,258 @@
+"""DragDiffusion: Harnessing Diffusion Models for Interactive Point-based Image Editing (Shi et al., 2024).
+
+https://arxiv.org/abs/2306.14435 (CVPR 2024) — DDIM-invert the photo to an intermediate step t (35 of 50 steps
+in the paper) and optimise that one latent z_t. Each iteration runs the UNet on z_t, takes the decoder
+features F (output of the last upsampling decoder block, bilinearly upsampled to half the image resolution,
+as in the official code) and applies *motion supervision*: for every handle h_i with target g_i and
+d_i = (g_i - h_i)/||g_i - h_i||, the loss sum_q ||F(q + d_i) - sg(F(q))||_1 over a (2 r1 + 1)^2 patch around
+h_i (bilinear sampling at sub-pixel positions; channel mean as in the official code) pulls the content one
+step towards the target, plus lambda ||(z_{t-1} - sg(z_{t-1}^0)) * (1 - M)||_1 on the one-step DDIM prediction
+keeping the area outside the mask M. *Point tracking* then moves each handle to the nearest neighbour,
+within r2 of it, of the original handle's feature F0(h_i^0). Points within 2 feature pixels of their target
+stop. Finally z_t is denoised with DDIM; outside the mask the latents are blended from the inversion
+trajectory at the same step, so the unmasked region is kept up to the VAE round trip.
+Omitted here: the paper's LoRA fine-tuning on the photo (identity preservation; this is the training-free
+variant) and its reference-latent control (self-attention to the source). Guidance is 1 throughout, as in
+the paper, so the inversion reconstructs the photo; the tab's guidance scale is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from methods.core.images import draw_drags
+from methods.core.inversion import decode_latents, ddim_sample, invert_image
+from methods.core.registry import register
+from methods.core.spec import (
+    Condition,
+    Drag,
+    EditInputs,
+    FloatParam,
+    InputError,
+    IntParam,
+    Method,
+    MethodOutput,
+    Paper,
+    RunContext,
+    Strategy,
+)
+
+REACHED = 2.0  # feature pixels (half-resolution grid): the official code's "handle reached target" radius
+
+
+class DecoderFeatures:
+    """A forward hook keeping the output of one UNet decoder block; remove() takes it off again."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        self.value: torch.Tensor | None = None
+        self.handle = block.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.value = output[0] if isinstance(output, tuple) else output
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def sample_patch(features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples (1, C, len(rows), len(cols)) of ``features`` at fractional grid positions."""
+    height, width = features.shape[-2:]
+    grid_y, grid_x = torch.meshgrid(rows, cols, indexing="ij")
+    grid = torch.stack([2 * grid_x / (width - 1) - 1, 2 * grid_y / (height - 1) - 1], dim=-1)
+    return F.grid_sample(features, grid[None], mode="bilinear", align_corners=True)
+
+
+def motion_losses(features: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per-point motion supervision: patch around h shifted one unit step towards g vs. the detached patch."""
+    height, width = features.shape[-2:]
+    losses = []
+    for handle, target in zip(handles, targets, strict=True):
+        direction = (target - handle) / (target - handle).norm().clamp_min(1e-6)
+        rows = torch.arange(max(0, int(handle[0]) - radius), min(height, int(handle[0]) + radius + 1), device=features.device)
+        cols = torch.arange(max(0, int(handle[1]) - radius), min(width, int(handle[1]) + radius + 1), device=features.device)
+        source = features[:, :, rows][:, :, :, cols].detach()
+        moved = sample_patch(features, rows.float() + direction[0], cols.float() + direction[1])
+        losses.append((moved - source).abs().mean(dim=1).sum())
+    return torch.stack(losses)
+
+
+@torch.no_grad()
+def track_points(features: torch.Tensor, reference: torch.Tensor, handles: torch.Tensor, radius: int) -> torch.Tensor:
+    """Each handle moves to the position within ``radius`` whose feature is nearest (L1) to its reference."""
+    height, width = features.shape[-2:]
+    tracked = handles.clone()
+    for i, (row, col) in enumerate(handles.long().tolist()):
+        r0, r1 = max(0, row - radius), min(height, row + radius + 1)
+        c0, c1 = max(0, col - radius), min(width, col + radius + 1)
+        distance = (features[0, :, r0:r1, c0:c1] - reference[i][:, None, None]).abs().sum(dim=0)
+        best = int(distance.argmin())
+        tracked[i] = torch.tensor([r0 + best // (c1 - c0), c0 + best % (c1 - c0)], dtype=handles.dtype)
+    return tracked
+
+
+@register
+class DragDiffusion(Method):
+    name = "drag_diffusion"
+    label = "DragDiffusion"
+    condition = Condition.DRAG
+    strategy = Strategy.TRAINING_FREE
+    paper = Paper(
+        "DragDiffusion: Harnessing Diffusion Models for Interactive Point-based Image Editing",
+        2024,
+        "https://arxiv.org/abs/2306.14435",
+    )
+    summary = "Invert the photo, optimise one noisy latent so decoder features follow the drags, denoise."
+    params = (
+        FloatParam("inversion_strength", 0.7, 0.1, 1.0, help="Fraction of the DDIM steps inverted before optimising (paper: 0.7)."),
+        IntParam("iterations", 40, 1, 200, help="Motion-supervision + point-tracking rounds (paper: 80)."),
+        FloatParam("learning_rate", 0.01, 0.001, 0.1, step=0.001, help="Adam step size on the latent (paper: 0.01)."),
+        IntParam("patch_radius", 1, 0, 4, help="r1: motion-supervision patch half-size, in feature px (half image res)."),
+        IntParam("search_radius", 3, 1, 8, help="r2: point-tracking search half-size, in feature px."),
+        FloatParam("mask_weight", 0.1, 0.0, 10.0, help="lambda: keeps the latent outside the mask unchanged (paper: 0.1)."),
+    )
+    requires = ("image", "drags")
+
+    def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
+        backbone, image = ctx.backbone, inputs.image
+        handles_px, targets_px = _validated_points(inputs.drags, image.size)
+        steps = max(1, inputs.steps)
+        level = max(1, round(params["inversion_strength"] * steps))
+        total = 2 * level + params["iterations"]
+
+        # 1. invert the photo (guidance 1) to the chosen level
+        inversion = invert_image(backbone, image, inputs.prompt, steps, 1.0, stop_at=level, on_step=lambda i, n: ctx.report(i, total))
+        trajectory, embeds = inversion.trajectory, inversion.prompt_embeds
+        latent_size = trajectory[0].shape[-2:]
+        editable = _latent_mask(inputs, latent_size, backbone.device)
+
+        # 2. optimise z_t (motion supervision + point tracking)
+        grid = (image.height // 2, image.width // 2)
+        scale = torch.tensor([grid[0] / image.height, grid[1] / image.width])
+        handles = (handles_px * scale).round().clamp(min=torch.zeros(2), max=torch.tensor(grid) - 1)
+        targets = targets_px * scale
+        z_t, report = optimise_latent(
+            backbone, trajectory[level], embeds, level, steps, handles, targets, editable, params, grid,
+            progress=lambda i: ctx.report(level + i, total),
+        )
+
+        # 3. denoise, keeping the unmasked region from the inversion trajectory
+        def keep_outside(index: int, latents: torch.Tensor) -> torch.Tensor:
+            return editable * latents + (1 - editable) * trajectory[index]
+
+        hook = keep_outside if editable is not None else None
+        with torch.no_grad():
+            latents = ddim_sample(backbone, z_t, embeds, steps, level, 1.0, step_hook=hook,
+                                  on_step=lambda i, n: ctx.report(level + params["iterations"] + i, total))
+        output = decode_latents(backbone, latents)
+
+        tracked_px = report.pop("handles") / scale
+        report["distance_before_px"] = round(float((handles_px - targets_px).norm(dim=1).mean()), 2)
+        report["distance_after_px"] = round(float((tracked_px - targets_px).norm(dim=1).mean()), 2)
+        tracked = [Drag((int(c), int(r)), drag.target) for (r, c), drag in zip(tracked_px.tolist(), inputs.drags, strict=True)]
+        return MethodOutput(output, info=report, extras=[(draw_drags(output, tracked, inputs.mask), "tracked handles")])
+
+
+def optimise_latent(
+    backbone: Any,
+    z_init: torch.Tensor,
+    embeds: torch.Tensor,
+    level: int,
+    steps: int,
+    handles: torch.Tensor,
+    targets: torch.Tensor,
+    editable: torch.Tensor | None,
+    params: dict[str, Any],
+    grid: tuple[int, int],
+    progress: Callable[[int], None] = lambda i: None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """DragDiffusion's latent optimisation; ``handles``/``targets`` are (row, col) on the feature ``grid``.
+
+    Only the latent gets gradients (float32, autocast off); the shared UNet stays frozen and runs in its
+    own dtype, and its hook is removed on every exit. Returns the latent and a report (losses, iterations
+    used, the tracked handles).
+    """
+    unet = backbone.unet
+    scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
+    scheduler.set_timesteps(steps, device=backbone.device)
+    t = scheduler.timesteps[steps - level]
+    handles, targets = handles.to(backbone.device), targets.to(backbone.device)
+    hook = DecoderFeatures(unet.up_blocks[-2] if len(unet.up_blocks) > 1 else unet.up_blocks[-1])
+
+    def forward(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder features on the grid (float32) and the one-step DDIM prediction z_{t-1}."""
+        eps = unet(z.to(unet.dtype), t, encoder_hidden_states=embeds).sample.float()
+        features = F.interpolate(hook.value.float(), size=grid, mode="bilinear", align_corners=False)
+        return features, scheduler.step(eps, t, z).prev_sample
+
+    z = z_init.detach().clone().float().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=params["learning_rate"])
+    losses: list[float] = []
+    used = 0
+    try:
+        with torch.autocast(backbone.device.type, enabled=False):
+            for iteration in range(params["iterations"] + 1):
+                last = iteration == params["iterations"]  # one more look: track and measure, no step
+                with torch.set_grad_enabled(not last):
+                    features, prev = forward(z)
+                    if iteration == 0:
+                        prev0 = prev.detach()
+                        rows, cols = handles.long().unbind(dim=1)
+                        reference = features[0, :, rows, cols].T.detach()  # F0(h_i^0), (points, channels)
+                    else:
+                        handles = track_points(features, reference, handles, params["search_radius"])
+                    remaining = (targets - handles).norm(dim=1) >= REACHED
+                    per_point = motion_losses(features, handles, targets, params["patch_radius"])
+                    losses.append(float(per_point.detach().sum()))
+                    if last or not remaining.any():
+                        break
+                    loss = per_point[remaining].sum()
+                    if editable is not None and params["mask_weight"] > 0:
+                        loss = loss + params["mask_weight"] * ((prev - prev0) * (1 - editable)).abs().sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                used += 1
+                progress(used)
+    finally:
+        hook.remove()
+    report = {
+        "loss_initial": round(losses[0], 4),
+        "loss_final": round(losses[-1], 4),
+        "iterations_used": used,
+        "handles": handles.cpu(),
+    }
+    return z.detach(), report
+
+
+def _validated_points(drags: list[Drag], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Handles and targets as (row, col) float tensors in pixels; InputError for unusable drags."""
+    if not drags:
+        raise InputError("Add at least one drag: click a handle point, then the target it should move to.")
+    width, height = size
+    for drag in drags:
+        for x, y in (drag.handle, drag.target):
+            if not (0 <= x < width and 0 <= y < height):
+                raise InputError(f"Drag point ({x}, {y}) lies outside the {width}x{height} image; place it on the image.")
+    if all(math.dist(d.handle, d.target) == 0 for d in drags):
+        raise InputError("Every drag ends where it starts; place each target away from its handle.")
+    handles = torch.tensor([(d.handle[1], d.handle[0]) for d in drags], dtype=torch.float32)
+    targets = torch.tensor([(d.target[1], d.target[0]) for d in drags], dtype=torch.float32)
+    return handles, targets
+
+
+def _latent_mask(inputs: EditInputs, size: torch.Size, device: torch.device) -> torch.Tensor | None:
+    """The editable region on the latent grid (a cell is editable if any pixel in it is); None = everywhere."""
+    if inputs.mask is None:
+        return None
+    pixels = torch.from_numpy(np.asarray(inputs.mask.convert("L"), dtype="float32") / 255.0)
+    if not bool((pixels > 0.5).any()):
+        raise InputError("The mask is empty: paint the region that may change, or clear the mask to edit everywhere.")
+    cells = F.adaptive_max_pool2d((pixels > 0.5).float()[None, None], tuple(size))
+    return None if bool(cells.all()) else cells.to(device)
