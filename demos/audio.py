@@ -35,8 +35,8 @@ def create_demo(hub: Hub) -> None:
         with gr.Column():
             clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound clip (≤ 30 s)",
                             elem_id="audio-clip")
-            prompt = gr.Textbox(label="Base description of the photo (optional)")
-            labels = gr.Textbox(label="Tag vocabulary (comma-separated; empty = built-in everyday sounds)")
+            prompt = gr.Textbox(value="", label="Base description of the photo (optional)")
+            labels = gr.Textbox(value="", label="Tag vocabulary (comma-separated; empty = built-in everyday sounds)")
     widgets = {"image": image, "audio": clip, "prompt": prompt, "labels": labels}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples([["assets/house.png", "assets/rain.wav", "a house", ""]], inputs=[image, clip, prompt, labels])

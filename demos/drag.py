@@ -51,7 +51,7 @@ def create_demo(hub: Hub) -> None:
         with gr.Column():
             points = gr.Textbox(label="Drag points (JSON)", value="[]", lines=2)
             clear = gr.Button("Clear points")
-            prompt = gr.Textbox(label="Prompt describing the photo (optional)")
+            prompt = gr.Textbox(value="", label="Prompt describing the photo (optional)")
     pending = gr.State(None)
 
     def redraw(text: str, source: Any, drawn: Any) -> Any:

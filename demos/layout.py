@@ -57,8 +57,8 @@ def create_demo(hub: Hub) -> None:
         boxes = gr.Textbox(label="Boxes (JSON)", value="[]", lines=3)
         with gr.Column():
             clear = gr.Button("Clear boxes")
-            prompt = gr.Textbox(label="Prompt (optional; default: the phrases)")
-            negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+            prompt = gr.Textbox(value="", label="Prompt (optional; default: the phrases)")
+            negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     corner = gr.State(None)
 
     def background(source: Any) -> Image.Image:

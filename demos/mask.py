@@ -35,7 +35,7 @@ def create_demo(hub: Hub) -> None:
         mask_image = gr.Image(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
         with gr.Column():
             prompt = gr.Textbox(value="", label="Prompt for the masked region", placeholder="a wooden bench")
-            negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+            negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     # The uploaded photo becomes the editor's background, so the mask is painted over it.
     image.change(lambda im: im, inputs=image, outputs=drawing, api_visibility="private")
     widgets = {"image": image, "mask_drawing": drawing, "mask_image": mask_image, "prompt": prompt,

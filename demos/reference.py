@@ -31,8 +31,8 @@ def create_demo(hub: Hub) -> None:
         reference = gr.Image(type="pil", label="Reference image", sources=["upload", "clipboard"],
                              elem_id="reference-reference")
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt (optional)", placeholder="best quality")
-        negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+        prompt = gr.Textbox(value="", label="Prompt (optional)", placeholder="best quality")
+        negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     widgets = {"image": image, "reference": reference, "prompt": prompt, "negative_prompt": negative_prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples([["assets/house.png", "assets/reference_pattern.png", "a house", ""]],

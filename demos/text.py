@@ -28,8 +28,8 @@ def create_demo(hub: Hub) -> None:
         image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
         with gr.Column():
             prompt = gr.Textbox(value="", label="Target prompt", placeholder="a photo of a red house in the snow")
-            source_prompt = gr.Textbox(label="Source prompt (optional: describes the photo)")
-            negative_prompt = gr.Textbox(label="Negative prompt (optional)")
+            source_prompt = gr.Textbox(value="", label="Source prompt (optional: describes the photo)")
+            negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     widgets = {"image": image, "prompt": prompt, "source_prompt": source_prompt, "negative_prompt": negative_prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(

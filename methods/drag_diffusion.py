@@ -153,6 +153,7 @@ class DragDiffusion(Method):
         output = decode_latents(backbone, latents)
 
         tracked_px = report.pop("handles") / scale
+        report.pop("history")
         report["distance_before_px"] = round(float((handles_px - targets_px).norm(dim=1).mean()), 2)
         report["distance_after_px"] = round(float((tracked_px - targets_px).norm(dim=1).mean()), 2)
         tracked = [Drag((int(c), int(r)), drag.target) for (r, c), drag in zip(tracked_px.tolist(), inputs.drags, strict=True)]
@@ -193,7 +194,8 @@ def optimise_latent(
 
     z = z_init.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=params["learning_rate"])
-    losses: list[float] = []
+    losses: list[float] = []  # motion-supervision loss at the tracked handles, per iteration
+    stepped: list[tuple[float, float]] = []  # (before, after) one Adam step, at the same handles
     used = 0
     try:
         with torch.autocast(backbone.device.type, enabled=False):
@@ -205,14 +207,17 @@ def optimise_latent(
                         prev0 = prev.detach()
                         rows, cols = handles.long().unbind(dim=1)
                         reference = features[0, :, rows, cols].T.detach()  # F0(h_i^0), (points, channels)
-                    else:
+                    else:  # the step's effect at the handles it was taken for, then track them
+                        with torch.no_grad():
+                            after = motion_losses(features, handles, targets, params["patch_radius"])
+                        stepped.append((float(loss_step.detach()), float(after[remaining].sum())))
                         handles = track_points(features, reference, handles, params["search_radius"])
                     remaining = (targets - handles).norm(dim=1) >= REACHED
                     per_point = motion_losses(features, handles, targets, params["patch_radius"])
                     losses.append(float(per_point.detach().sum()))
                     if last or not remaining.any():
                         break
-                    loss = per_point[remaining].sum()
+                    loss = loss_step = per_point[remaining].sum()
                     if editable is not None and params["mask_weight"] > 0:
                         loss = loss + params["mask_weight"] * ((prev - prev0) * (1 - editable)).abs().sum()
                 optimizer.zero_grad(set_to_none=True)
@@ -226,7 +231,9 @@ def optimise_latent(
         "loss_initial": round(losses[0], 4),
         "loss_final": round(losses[-1], 4),
         "iterations_used": used,
+        "steps_lowering_loss": f"{sum(after < before for before, after in stepped)}/{len(stepped)}",
         "handles": handles.cpu(),
+        "history": {"losses": losses, "steps": stepped},
     }
     return z.detach(), report
 

@@ -1,0 +1,49 @@
+"""Small assertions shared by the test files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from methods.core.backbone import Backbone
+
+
+def weights_checksum(backbone: Backbone) -> dict[str, float]:
+    """A per-module checksum of every shared weight (base modules and loaded add-ons)."""
+    sums = {}
+    for name, module in backbone.shared_modules().items():
+        with torch.no_grad():
+            sums[name] = float(sum(p.double().sum() + p.double().abs().sum() for p in module.parameters()))
+    return sums
+
+
+def assert_same_image(a: Image.Image, b: Image.Image, atol: int = 0) -> None:
+    x, y = np.asarray(a, dtype=np.int16), np.asarray(b, dtype=np.int16)
+    assert x.shape == y.shape, (x.shape, y.shape)
+    diff = int(np.abs(x - y).max())
+    assert diff <= atol, f"images differ by up to {diff} (allowed {atol})"
+
+
+def pil_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def direct_components(backbone: Backbone, **override: Any) -> dict[str, Any]:
+    """The shared modules as keyword arguments for a pipeline built by hand (not through the hub)."""
+    from diffusers import DDIMScheduler
+
+    components = {
+        "vae": backbone.vae,
+        "text_encoder": backbone.text_encoder,
+        "tokenizer": backbone.tokenizer,
+        "unet": backbone.unet,
+        "scheduler": DDIMScheduler.from_config(backbone.scheduler.config),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+    components.update(override)
+    return components

@@ -1,0 +1,71 @@
+"""Every registered method, through the registry: runs with its defaults, returns the right size, and
+leaves the shared modules (processors, scheduler, weights) as it found them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from methods.core.examples import example_inputs
+from methods.core.registry import get_method, list_methods
+from methods.core.runner import run_comparison
+from methods.core.spec import Condition, Strategy
+from tests.helpers import weights_checksum
+
+METHODS = [m.name for m in list_methods()]
+
+
+def test_every_condition_has_a_method() -> None:
+    missing = [c.value for c in Condition if not list_methods(c)]
+    assert not missing, f"conditions without a method: {missing}"
+
+
+def test_unknown_method_lists_known_ones() -> None:
+    with pytest.raises(KeyError) as error:
+        get_method("no-such-method")
+    assert "sdedit" in str(error.value)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_declarations(name: str) -> None:
+    method = get_method(name)
+    assert method.paper.year >= 2015 and method.paper.url.startswith("https://")
+    assert isinstance(method.strategy, Strategy)
+    assert method.__doc__ or method.__module__
+    assert len({p.name for p in method.params}) == len(method.params)
+    for param in method.params:
+        assert param.coerce(None) == param.default
+    from methods.core.addons import ADDONS
+
+    assert set(method.addons) <= set(ADDONS)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_runs_with_defaults_and_restores_shared_state(backbone, name: str) -> None:
+    method = get_method(name)
+    inputs = example_inputs(method.condition, backbone)
+    for addon in method.addons:  # load first, so the fingerprint covers the add-ons too
+        backbone.addon(addon)
+    before_state, before_weights = backbone.state_fingerprint(), weights_checksum(backbone)
+    comparison = run_comparison(backbone, method.condition, [name], inputs, seed=0)
+    record = comparison.records[0]
+    assert record["status"] == "ok", record["message"]
+    output = comparison.result(name)
+    expected = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
+    assert output.size == expected
+    assert backbone.state_fingerprint() == before_state
+    after_weights = weights_checksum(backbone)
+    assert {k: after_weights[k] for k in before_weights} == before_weights
+    assert not any(p.requires_grad for p in backbone.unet.parameters())
+    assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_missing_inputs_become_a_skipped_cell(backbone, name: str) -> None:
+    method = get_method(name)
+    inputs = example_inputs(method.condition, backbone)
+    for field in method.requires:
+        setattr(inputs, field, [] if isinstance(getattr(inputs, field), list) else None)
+    comparison = run_comparison(backbone, method.condition, [name], inputs, seed=0)
+    assert comparison.records[0]["status"] == "skipped"
+    assert "needs" in comparison.records[0]["message"]
