@@ -7,8 +7,9 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from methods.core.images import load_image, square_image
+from demos.widgets import Photo
 from methods.core.imagenet import class_index, class_names
+from methods.core.images import load_image, square_image
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.CLASS
@@ -32,7 +33,7 @@ def create_demo(hub: Hub) -> None:
     banner(hub)
     names = class_names()
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"],
+        image = Photo(type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"],
                          elem_id="class-image")
         with gr.Column():
             source_class = gr.Dropdown(names, value="Persian cat", label="Source class (ImageNet)", filterable=True)

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import dump, mask_editor, mask_from, parse_json_list
+from demos.widgets import Photo, dump, mask_editor, mask_from, parse_json_list
 from methods.core.images import draw_drags
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
@@ -43,8 +43,8 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
-        canvas = gr.Image(type="pil", interactive=False, label="Click handle (red), then target (blue)",
+        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
+        canvas = Photo(type="pil", interactive=False, label="Click handle (red), then target (blue)",
                           elem_id="drag-canvas")
     with gr.Row():
         drawing = mask_editor("Optional: paint the region allowed to move", elem_id="drag-mask")

@@ -8,7 +8,7 @@ import gradio as gr
 from PIL import Image
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import dump, parse_json_list
+from demos.widgets import Photo, dump, parse_json_list
 from methods.core.images import draw_boxes
 from methods.core.spec import Box, Condition, EditInputs, InputError
 
@@ -48,9 +48,9 @@ def create_demo(hub: Hub) -> None:
     size = hub.backbone.size
     blank = Image.new("RGB", (size, size), (235, 235, 235))
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo (optional: for editing inside the boxes)",
+        image = Photo(type="pil", label="Source photo (optional: for editing inside the boxes)",
                          sources=["upload"], elem_id="layout-image")
-        canvas = gr.Image(type="pil", value=blank, interactive=False, label="Click two corners to add a box",
+        canvas = Photo(type="pil", value=blank, interactive=False, label="Click two corners to add a box",
                           elem_id="layout-canvas")
     with gr.Row():
         phrase = gr.Textbox(label="Phrase for the next box", value="a red car")

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import editor_background, mask_editor, mask_from
+from demos.widgets import Photo, editor_background, mask_editor, mask_from
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.MASK
@@ -29,10 +29,10 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="mask-image")
+        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="mask-image")
         drawing = mask_editor(elem_id="mask-drawing")
     with gr.Row():
-        mask_image = gr.Image(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
+        mask_image = Photo(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
         with gr.Column():
             prompt = gr.Textbox(value="", label="Prompt for the masked region", placeholder="a wooden bench")
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")

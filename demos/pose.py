@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import dump, parse_json_list
+from demos.widgets import Photo, dump, parse_json_list
 from methods.core.images import fit_image, load_image
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
@@ -65,15 +65,15 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo (optional: without it, methods generate)",
+        image = Photo(type="pil", label="Source photo (optional: without it, methods generate)",
                          sources=["upload", "clipboard"], elem_id="pose-image")
         with gr.Column():
             mode = gr.Radio(list(MODES), value=MODES[0], label="Pose from")
-            pose_photo = gr.Image(type="pil", label="Photo to detect the pose from (default: the source)",
+            pose_photo = Photo(type="pil", label="Photo to detect the pose from (default: the source)",
                                   sources=["upload"], height=160)
-            uploaded = gr.Image(type="pil", label="Pose map upload", sources=["upload"], height=160)
+            uploaded = Photo(type="pil", label="Pose map upload", sources=["upload"], height=160)
     with gr.Row():
-        canvas = gr.Image(type="pil", label="Pose preview: pick a joint, then click where it goes",
+        canvas = Photo(type="pil", label="Pose preview: pick a joint, then click where it goes",
                           interactive=False, elem_id="pose-canvas",
                           value=render_pose(DEFAULT_KEYPOINTS, (hub.backbone.size,) * 2))
         with gr.Column():

@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
+from demos.widgets import Photo
 from methods.core.images import load_image
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -26,9 +27,9 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo (optional: without it, methods generate)",
+        image = Photo(type="pil", label="Source photo (optional: without it, methods generate)",
                          sources=["upload", "clipboard"], elem_id="reference-image")
-        reference = gr.Image(type="pil", label="Reference image", sources=["upload", "clipboard"],
+        reference = Photo(type="pil", label="Reference image", sources=["upload", "clipboard"],
                              elem_id="reference-reference")
     with gr.Row():
         prompt = gr.Textbox(value="", label="Prompt (optional)", placeholder="best quality")

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import editor_composite
+from demos.widgets import Photo, editor_composite
 from methods.core.images import load_image
 from methods.core.segmap import ADE20K_CLASSES, class_color, classes_in, snap_to_palette
 from methods.core.spec import Condition, EditInputs, InputError
@@ -54,7 +54,7 @@ def create_demo(hub: Hub) -> None:
         with gr.Column():
             gr.Markdown(legend())
             paint_class = gr.Dropdown(list(ADE20K_CLASSES), value="sky", label="Brush class")
-            image = gr.Image(type="pil", label="Source photo (optional)", sources=["upload"], height=200,
+            image = Photo(type="pil", label="Source photo (optional)", sources=["upload"], height=200,
                              elem_id="segmentation-image")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a village by a lake under a blue sky")
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import editor_composite
+from demos.widgets import Photo, editor_composite
 from methods.core.images import load_image
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -50,8 +50,8 @@ def create_demo(hub: Hub) -> None:
             brush=gr.Brush(colors=["#000000"], default_size=3, color_mode="fixed"), elem_id="sketch-pad",
         )
         with gr.Column():
-            sketch_upload = gr.Image(type="pil", label="…or upload a sketch", sources=["upload"], height=160)
-            image = gr.Image(type="pil", label="Source photo (optional: strokes edit it)", sources=["upload"],
+            sketch_upload = Photo(type="pil", label="…or upload a sketch", sources=["upload"], height=160)
+            image = Photo(type="pil", label="Source photo (optional: strokes edit it)", sources=["upload"],
                              height=200, elem_id="sketch-image")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a cottage by a lake, photo")
     widgets = {"sketch": sketch, "sketch_upload": sketch_upload, "image": image, "prompt": prompt}

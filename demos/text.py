@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
+from demos.widgets import Photo
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.TEXT
@@ -25,7 +26,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
+        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
         with gr.Column():
             prompt = gr.Textbox(value="", label="Target prompt", placeholder="a photo of a red house in the snow")
             source_prompt = gr.Textbox(value="", label="Source prompt (optional: describes the photo)")

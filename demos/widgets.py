@@ -79,3 +79,19 @@ def parse_json_list(text: str | None, what: str, example: str) -> list[Any]:
 
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
+
+
+class Photo(gr.Image):
+    """``gr.Image`` that answers an unreadable upload with a sentence instead of a processing error."""
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"  # the frontend component to use
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
+            raise gr.Error(
+                f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
+            ) from None

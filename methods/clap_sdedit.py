@@ -70,14 +70,15 @@ class ClapSDEdit(Method):
             "text",
             "",
             label="sound labels",
-            help="Comma-separated vocabulary CLAP chooses from; empty = the built-in 50 everyday sounds.",
+            help="Comma-separated vocabulary CLAP chooses from; empty = the tab's tag vocabulary, or else the "
+            "built-in 50 everyday sounds.",
         ),
     )
     addons = ("clap",)
     requires = ("image", "audio")
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        labels = parse_labels(params["labels"])
+        labels = parse_labels(params["labels"] or inputs.notes.get("labels"))  # the tab may set a vocabulary
         tags = clap_tags(ctx.backbone, inputs.audio, labels, params["top_k"])
         prompt = fill_template(params["template"], inputs.prompt.strip() or DEFAULT_DESCRIPTION, [t for t, _ in tags])
         pipe = ctx.backbone.pipeline(StableDiffusionImg2ImgPipeline)

@@ -26,8 +26,8 @@ import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 from diffusers.image_processor import VaeImageProcessor
 
-from methods.core.images import square_image
 from methods.core.imagenet import class_index, class_names
+from methods.core.images import square_image
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -75,19 +75,18 @@ class DDIBDiT(Method):
         vae = ctx.backbone.vae
         size = transformer.config.sample_size * ctx.backbone.vae_scale_factor
         total = 2 * inputs.steps
-
-        def report(step: int) -> None:
-            ctx.report(step, total)
-
         # 1. encode the square crop with the shared VAE (DiT's latent space)
         processor = VaeImageProcessor(vae_scale_factor=ctx.backbone.vae_scale_factor)
         latents = encode(vae, processor, square_image(inputs.image, size))
-        # 2. x_0 -> x_T under the source class, 3. x_T -> x_0 under the target class
-        noise = ddim_invert(transformer, scheduler.config, latents, source, inputs.steps, report)
+        # 2. x_0 -> x_T under the source class (no guidance, as in the paper)
+        noise = ddim_invert(
+            transformer, scheduler.config, latents, source, inputs.steps, lambda i: ctx.report(i, total)
+        )
+        # 3. x_T -> x_0 under the target class
         translated = ddim_sample(
             transformer, scheduler.config, noise, target, inputs.steps, params["guidance"],
-            lambda step: report(inputs.steps + step),
-        )
+            lambda i: ctx.report(inputs.steps + i, total),
+        )  # fmt: skip
         # 4. decode
         image = decode(vae, processor, translated)
         names = class_names()
@@ -96,9 +95,9 @@ class DDIBDiT(Method):
 
 @torch.no_grad()
 def encode(vae: Any, processor: VaeImageProcessor, image: Any) -> torch.Tensor:
-    """Image -> latent mean x scaling factor (deterministic: no sampling from the posterior)."""
+    """Image -> latent mean x scaling factor, in float32 (the ODE steps stay in full precision)."""
     pixels = processor.preprocess(image).to(vae.device, vae.dtype)
-    return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    return vae.encode(pixels).latent_dist.mean.float() * vae.config.scaling_factor
 
 
 @torch.no_grad()

@@ -1,34 +1,32 @@
 """DragDiffusion: Harnessing Diffusion Models for Interactive Point-based Image Editing (Shi et al., 2024).
 
-https://arxiv.org/abs/2306.14435 (CVPR 2024) — DDIM-invert the photo to an intermediate step t (35 of 50 steps
-in the paper) and optimise that one latent z_t. Each iteration runs the UNet on z_t, takes the decoder
-features F (output of the last upsampling decoder block, bilinearly upsampled to half the image resolution,
-as in the official code) and applies *motion supervision*: for every handle h_i with target g_i and
-d_i = (g_i - h_i)/||g_i - h_i||, the loss sum_q ||F(q + d_i) - sg(F(q))||_1 over a (2 r1 + 1)^2 patch around
-h_i (bilinear sampling at sub-pixel positions; channel mean as in the official code) pulls the content one
-step towards the target, plus lambda ||(z_{t-1} - sg(z_{t-1}^0)) * (1 - M)||_1 on the one-step DDIM prediction
-keeping the area outside the mask M. *Point tracking* then moves each handle to the nearest neighbour,
-within r2 of it, of the original handle's feature F0(h_i^0). Points within 2 feature pixels of their target
-stop. Finally z_t is denoised with DDIM; outside the mask the latents are blended from the inversion
-trajectory at the same step, so the unmasked region is kept up to the VAE round trip.
-Omitted here: the paper's LoRA fine-tuning on the photo (identity preservation; this is the training-free
-variant) and its reference-latent control (self-attention to the source). Guidance is 1 throughout, as in
-the paper, so the inversion reconstructs the photo; the tab's guidance scale is not used.
+https://arxiv.org/abs/2306.14435 (CVPR 2024) — DDIM-invert the photo to step t (35 of 50 in the paper) and optimise
+that one latent z_t. Each iteration takes the UNet's decoder features F on z_t (output of the last upsampling
+decoder block, bilinearly upsampled to half the image resolution, as in the official code) and applies *motion
+supervision*: for each handle h_i, target g_i and d_i = (g_i - h_i)/||g_i - h_i||, sum_q ||F(q + d_i) - sg(F(q))||_1
+over a (2 r1 + 1)^2 patch around h_i (bilinear sampling at sub-pixel positions, channel mean as in the official
+code) pulls the content one step towards g_i, plus lambda ||(z_{t-1} - sg(z_{t-1}^0)) * (1 - M)||_1 on the one-step
+DDIM prediction to keep the area outside the mask M. *Point tracking* then moves each handle to the nearest
+neighbour, within r2, of the original handle's feature F0(h_i^0); points within 2 feature px of their target stop.
+Finally z_t is denoised with DDIM, blending the inversion latents of the same step in outside the mask.
+Omitted (training-free variant): the paper's LoRA fine-tuning on the photo and its reference-latent control
+(self-attention to the source). Guidance is 1 throughout, as in the paper; the tab's guidance scale is unused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
+from PIL import Image
 
 from methods.core.images import draw_drags
-from methods.core.inversion import decode_latents, ddim_sample, invert_image
+from methods.core.inversion import ddim_sample, decode_latents, invert_image
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -75,8 +73,9 @@ def motion_losses(features: torch.Tensor, handles: torch.Tensor, targets: torch.
     losses = []
     for handle, target in zip(handles, targets, strict=True):
         direction = (target - handle) / (target - handle).norm().clamp_min(1e-6)
-        rows = torch.arange(max(0, int(handle[0]) - radius), min(height, int(handle[0]) + radius + 1), device=features.device)
-        cols = torch.arange(max(0, int(handle[1]) - radius), min(width, int(handle[1]) + radius + 1), device=features.device)
+        row, col = int(handle[0]), int(handle[1])
+        rows = torch.arange(max(0, row - radius), min(height, row + radius + 1), device=features.device)
+        cols = torch.arange(max(0, col - radius), min(width, col + radius + 1), device=features.device)
         source = features[:, :, rows][:, :, :, cols].detach()
         moved = sample_patch(features, rows.float() + direction[0], cols.float() + direction[1])
         losses.append((moved - source).abs().mean(dim=1).sum())
@@ -97,6 +96,16 @@ def track_points(features: torch.Tensor, reference: torch.Tensor, handles: torch
     return tracked
 
 
+@dataclass(frozen=True)
+class DragProblem:
+    """Handles and targets as (row, col) on the feature ``grid``; ``editable`` = M on the latent grid or None."""
+
+    handles: torch.Tensor
+    targets: torch.Tensor
+    editable: torch.Tensor | None
+    grid: tuple[int, int]
+
+
 @register
 class DragDiffusion(Method):
     name = "drag_diffusion"
@@ -110,12 +119,12 @@ class DragDiffusion(Method):
     )
     summary = "Invert the photo, optimise one noisy latent so decoder features follow the drags, denoise."
     params = (
-        FloatParam("inversion_strength", 0.7, 0.1, 1.0, help="Fraction of the DDIM steps inverted before optimising (paper: 0.7)."),
+        FloatParam("inversion_strength", 0.7, 0.1, 1.0, help="Fraction of the DDIM steps inverted (paper: 0.7)."),
         IntParam("iterations", 40, 1, 200, help="Motion-supervision + point-tracking rounds (paper: 80)."),
         FloatParam("learning_rate", 0.01, 0.001, 0.1, step=0.001, help="Adam step size on the latent (paper: 0.01)."),
-        IntParam("patch_radius", 1, 0, 4, help="r1: motion-supervision patch half-size, in feature px (half image res)."),
+        IntParam("patch_radius", 1, 0, 4, help="r1: motion-supervision patch half-size (feature px = 2 image px)."),
         IntParam("search_radius", 3, 1, 8, help="r2: point-tracking search half-size, in feature px."),
-        FloatParam("mask_weight", 0.1, 0.0, 10.0, help="lambda: keeps the latent outside the mask unchanged (paper: 0.1)."),
+        FloatParam("mask_weight", 0.1, 0.0, 10.0, help="lambda: keeps the latent outside the mask (paper: 0.1)."),
     )
     requires = ("image", "drags")
 
@@ -126,38 +135,41 @@ class DragDiffusion(Method):
         level = max(1, round(params["inversion_strength"] * steps))
         total = 2 * level + params["iterations"]
 
-        # 1. invert the photo (guidance 1) to the chosen level
-        inversion = invert_image(backbone, image, inputs.prompt, steps, 1.0, stop_at=level, on_step=lambda i, n: ctx.report(i, total))
-        trajectory, embeds = inversion.trajectory, inversion.prompt_embeds
-        latent_size = trajectory[0].shape[-2:]
-        editable = _latent_mask(inputs, latent_size, backbone.device)
+        factor = backbone.vae_scale_factor
+        editable = _latent_mask(inputs.mask, (image.height // factor, image.width // factor), backbone.device)
 
-        # 2. optimise z_t (motion supervision + point tracking)
+        # 1. invert the photo (guidance 1) to the chosen level
+        inversion = invert_image(
+            backbone, image, inputs.prompt, steps, 1.0, stop_at=level, on_step=lambda i, n: ctx.report(i, total)
+        )
+        trajectory, embeds = inversion.trajectory, inversion.prompt_embeds
+
+        # 2. optimise z_t (motion supervision + point tracking) on the half-resolution feature grid
         grid = (image.height // 2, image.width // 2)
         scale = torch.tensor([grid[0] / image.height, grid[1] / image.width])
         handles = (handles_px * scale).round().clamp(min=torch.zeros(2), max=torch.tensor(grid) - 1)
-        targets = targets_px * scale
-        z_t, report = optimise_latent(
-            backbone, trajectory[level], embeds, level, steps, handles, targets, editable, params, grid,
-            progress=lambda i: ctx.report(level + i, total),
-        )
+        problem = DragProblem(handles, targets_px * scale, editable, grid)
+        z_t, report = optimise_latent(backbone, trajectory[level], embeds, level, steps, problem, params, ctx, total)
 
-        # 3. denoise, keeping the unmasked region from the inversion trajectory
+        # 3. denoise; outside the mask take the inversion latent of the same step
         def keep_outside(index: int, latents: torch.Tensor) -> torch.Tensor:
             return editable * latents + (1 - editable) * trajectory[index]
 
-        hook = keep_outside if editable is not None else None
-        with torch.no_grad():
-            latents = ddim_sample(backbone, z_t, embeds, steps, level, 1.0, step_hook=hook,
-                                  on_step=lambda i, n: ctx.report(level + params["iterations"] + i, total))
+        done = level + params["iterations"]
+        blend = keep_outside if editable is not None else None
+        latents = ddim_sample(
+            backbone, z_t, embeds, steps, level, 1.0, step_hook=blend, on_step=lambda i, n: ctx.report(done + i, total)
+        )
         output = decode_latents(backbone, latents)
 
         tracked_px = report.pop("handles") / scale
         report.pop("history")
         report["distance_before_px"] = round(float((handles_px - targets_px).norm(dim=1).mean()), 2)
         report["distance_after_px"] = round(float((tracked_px - targets_px).norm(dim=1).mean()), 2)
-        tracked = [Drag((int(c), int(r)), drag.target) for (r, c), drag in zip(tracked_px.tolist(), inputs.drags, strict=True)]
-        return MethodOutput(output, info=report, extras=[(draw_drags(output, tracked, inputs.mask), "tracked handles")])
+        moved = [
+            Drag((round(c), round(r)), d.target) for (r, c), d in zip(tracked_px.tolist(), inputs.drags, strict=True)
+        ]
+        return MethodOutput(output, info=report, extras=[(draw_drags(output, moved, inputs.mask), "tracked handles")])
 
 
 def optimise_latent(
@@ -166,14 +178,12 @@ def optimise_latent(
     embeds: torch.Tensor,
     level: int,
     steps: int,
-    handles: torch.Tensor,
-    targets: torch.Tensor,
-    editable: torch.Tensor | None,
+    problem: DragProblem,
     params: dict[str, Any],
-    grid: tuple[int, int],
-    progress: Callable[[int], None] = lambda i: None,
+    ctx: RunContext | None = None,
+    total: int = 0,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """DragDiffusion's latent optimisation; ``handles``/``targets`` are (row, col) on the feature ``grid``.
+    """DragDiffusion's latent optimisation of z_t = ``z_init`` (trajectory index ``level`` of ``steps``).
 
     Only the latent gets gradients (float32, autocast off); the shared UNet stays frozen and runs in its
     own dtype, and its hook is removed on every exit. Returns the latent and a report (losses, iterations
@@ -183,7 +193,8 @@ def optimise_latent(
     scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
     scheduler.set_timesteps(steps, device=backbone.device)
     t = scheduler.timesteps[steps - level]
-    handles, targets = handles.to(backbone.device), targets.to(backbone.device)
+    handles, targets = problem.handles.to(backbone.device), problem.targets.to(backbone.device)
+    editable, grid = problem.editable, problem.grid
     hook = DecoderFeatures(unet.up_blocks[-2] if len(unet.up_blocks) > 1 else unet.up_blocks[-1])
 
     def forward(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,37 +205,39 @@ def optimise_latent(
 
     z = z_init.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=params["learning_rate"])
+    r1, r2, lam = params["patch_radius"], params["search_radius"], params["mask_weight"]
     losses: list[float] = []  # motion-supervision loss at the tracked handles, per iteration
-    stepped: list[tuple[float, float]] = []  # (before, after) one Adam step, at the same handles
+    stepped: list[tuple[float, float]] = []  # that loss before / after one Adam step, at the same handles
+    pending: tuple[float, torch.Tensor] | None = None  # (loss before the last step, the points it moved)
     used = 0
     try:
         with torch.autocast(backbone.device.type, enabled=False):
             for iteration in range(params["iterations"] + 1):
-                last = iteration == params["iterations"]  # one more look: track and measure, no step
-                with torch.set_grad_enabled(not last):
+                with torch.set_grad_enabled(iteration < params["iterations"]):  # the last pass only measures
                     features, prev = forward(z)
                     if iteration == 0:
                         prev0 = prev.detach()
                         rows, cols = handles.long().unbind(dim=1)
-                        reference = features[0, :, rows, cols].T.detach()  # F0(h_i^0), (points, channels)
-                    else:  # the step's effect at the handles it was taken for, then track them
-                        with torch.no_grad():
-                            after = motion_losses(features, handles, targets, params["patch_radius"])
-                        stepped.append((float(loss_step.detach()), float(after[remaining].sum())))
-                        handles = track_points(features, reference, handles, params["search_radius"])
-                    remaining = (targets - handles).norm(dim=1) >= REACHED
-                    per_point = motion_losses(features, handles, targets, params["patch_radius"])
+                        reference = features[0, :, rows, cols].T.detach()  # F0(h_i^0): (points, channels)
+                    if pending is not None:  # measure the last step where it was taken, then track
+                        after = motion_losses(features.detach(), handles, targets, r1)[pending[1]].sum()
+                        stepped.append((pending[0], float(after)))
+                        handles = track_points(features, reference, handles, r2)
+                    moving = (targets - handles).norm(dim=1) >= REACHED
+                    per_point = motion_losses(features, handles, targets, r1)
                     losses.append(float(per_point.detach().sum()))
-                    if last or not remaining.any():
+                    if iteration == params["iterations"] or not moving.any():
                         break
-                    loss = loss_step = per_point[remaining].sum()
-                    if editable is not None and params["mask_weight"] > 0:
-                        loss = loss + params["mask_weight"] * ((prev - prev0) * (1 - editable)).abs().sum()
+                    loss = per_point[moving].sum()
+                    pending = (float(loss.detach()), moving)
+                    if editable is not None and lam > 0:
+                        loss = loss + lam * ((prev - prev0) * (1 - editable)).abs().sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 used += 1
-                progress(used)
+                if ctx is not None:
+                    ctx.report(level + used, total)
     finally:
         hook.remove()
     report = {
@@ -246,7 +259,7 @@ def _validated_points(drags: list[Drag], size: tuple[int, int]) -> tuple[torch.T
     for drag in drags:
         for x, y in (drag.handle, drag.target):
             if not (0 <= x < width and 0 <= y < height):
-                raise InputError(f"Drag point ({x}, {y}) lies outside the {width}x{height} image; place it on the image.")
+                raise InputError(f"Drag point ({x}, {y}) lies outside the {width}x{height} image; move it onto it.")
     if all(math.dist(d.handle, d.target) == 0 for d in drags):
         raise InputError("Every drag ends where it starts; place each target away from its handle.")
     handles = torch.tensor([(d.handle[1], d.handle[0]) for d in drags], dtype=torch.float32)
@@ -254,12 +267,12 @@ def _validated_points(drags: list[Drag], size: tuple[int, int]) -> tuple[torch.T
     return handles, targets
 
 
-def _latent_mask(inputs: EditInputs, size: torch.Size, device: torch.device) -> torch.Tensor | None:
-    """The editable region on the latent grid (a cell is editable if any pixel in it is); None = everywhere."""
-    if inputs.mask is None:
+def _latent_mask(mask: Image.Image | None, size: tuple[int, int], device: torch.device) -> torch.Tensor | None:
+    """M on the latent grid (a cell is editable if any pixel in it is); None = the whole image is editable."""
+    if mask is None:
         return None
-    pixels = torch.from_numpy(np.asarray(inputs.mask.convert("L"), dtype="float32") / 255.0)
-    if not bool((pixels > 0.5).any()):
+    pixels = torch.from_numpy(np.asarray(mask.convert("L")) > 127)
+    if not bool(pixels.any()):
         raise InputError("The mask is empty: paint the region that may change, or clear the mask to edit everywhere.")
-    cells = F.adaptive_max_pool2d((pixels > 0.5).float()[None, None], tuple(size))
+    cells = F.adaptive_max_pool2d(pixels.float()[None, None], size)
     return None if bool(cells.all()) else cells.to(device)

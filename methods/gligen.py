@@ -98,7 +98,9 @@ class GLIGEN(Method):
         if edit:
             side = int(pipe.vae.config.sample_size)
             if source.size != (side, side):
-                info["resolution"] = f"GLIGEN inpainting runs at {side}x{side}; resized from and back to {size[0]}x{size[1]}"
+                info["resolution"] = (
+                    f"GLIGEN inpainting runs at {side}x{side}; resized from and back to {size[0]}x{size[1]}"
+                )
                 source = source.resize((side, side), Image.Resampling.LANCZOS)
             width = height = side
         else:

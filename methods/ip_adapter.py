@@ -82,6 +82,7 @@ class IPAdapter(Method):
         info = {} if edit else {"mode": "no source image: text-to-image with the reference (strength unused)"}
         return MethodOutput(image, info)
 
+
 @contextmanager
 def ip_adapter_loaded(pipe: Any, weights: Any, scale: float) -> Iterator[None]:
     """Load the IP-Adapter into the pipeline's (shared) UNet; always unload and restore the exact state.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_photo
 from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
@@ -14,7 +15,6 @@ from methods.core.backbone import Backbone
 from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, RunContext
 from methods.ip_adapter import IPAdapter
-from conftest import make_photo
 
 SEED, STEPS, PROMPT = 0, 4, "a house on a meadow"
 
@@ -61,8 +61,9 @@ def test_equals_diffusers(backbone: Backbone, photo: Image.Image, references: tu
     weights = backbone.addon("ip_adapter")
     extra = {"image": photo, "strength": 0.7} if with_source else {"height": 128, "width": 128}
     with backbone.borrowed():
-        pipe.load_ip_adapter(weights.location, subfolder=weights.subfolder, weight_name=weights.weight_name,
-                             image_encoder_folder=None)
+        pipe.load_ip_adapter(
+            weights.location, subfolder=weights.subfolder, weight_name=weights.weight_name, image_encoder_folder=None
+        )
         pipe.set_ip_adapter_scale(0.8)
         assert backbone.unet.encoder_hid_proj is not None
         torch.manual_seed(SEED)
@@ -79,7 +80,9 @@ def test_equals_diffusers(backbone: Backbone, photo: Image.Image, references: tu
     assert np.array_equal(ours, np.asarray(reference))
 
 
-def test_reference_steers_and_scale_zero_is_text_only(backbone: Backbone, photo: Image.Image, references: tuple) -> None:
+def test_reference_steers_and_scale_zero_is_text_only(
+    backbone: Backbone, photo: Image.Image, references: tuple
+) -> None:
     first = hub(backbone, EditInputs(image=photo, prompt=PROMPT, reference=references[0], steps=STEPS)).astype(int)
     second = hub(backbone, EditInputs(image=photo, prompt=PROMPT, reference=references[1], steps=STEPS)).astype(int)
     # measured on the tiny backbone: max 8, mean 0.87 (0..255)
@@ -112,8 +115,9 @@ def test_state_restored_and_no_leak(backbone: Backbone, photo: Image.Image, refe
     assert np.array_equal(np.asarray(before_text), np.asarray(after_text))
 
 
-def test_restored_when_the_pipeline_fails(backbone: Backbone, photo: Image.Image, references: tuple,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restored_when_the_pipeline_fails(
+    backbone: Backbone, photo: Image.Image, references: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     processors = dict(backbone.unet.attn_processors)
 
     def explode(self: object, *args: object, **kwargs: object) -> None:

@@ -33,6 +33,7 @@ MIN_SECONDS = 0.25
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the clip is treated as silent
 PROMPT_TEMPLATE = "the sound of {label}"
 
+# fmt: off
 DEFAULT_LABELS: tuple[str, ...] = (
     "dog barking", "cat meowing", "birds chirping", "rooster crowing", "cow mooing", "horse neighing",
     "frogs croaking", "crickets chirping", "insects buzzing", "rain", "thunder", "wind blowing",
@@ -44,6 +45,7 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "piano", "acoustic guitar", "violin", "drums", "a flute", "people singing", "electronic dance music",
     "an orchestra", "silence in a quiet room",
 )
+# fmt: on
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -73,7 +75,9 @@ def read_audio(value: Any, max_seconds: float = MAX_SECONDS) -> tuple[Audio, lis
     waveform = _to_mono(_to_float(np.asarray(samples), notes))
     seconds = len(waveform) / rate
     if seconds < MIN_SECONDS:
-        raise InputError(f"The audio clip is too short ({seconds:.2f} s); please use at least {MIN_SECONDS} s of sound.")
+        raise InputError(
+            f"The audio clip is too short ({seconds:.2f} s); please use at least {MIN_SECONDS} s of sound."
+        )
     if seconds > max_seconds:
         waveform = waveform[: int(max_seconds * rate)]
         notes.append(f"The clip is {seconds:.1f} s long; only its first {max_seconds:g} s are used.")
@@ -236,8 +240,9 @@ def _compute_scores(backbone: Backbone, audio: Audio, labels: tuple[str, ...]) -
     )
     # The extractor marks a random short clip as "longer" for fused models; no window is longer here.
     is_longer = torch.zeros(len(windows), 1, dtype=torch.bool)
-    text = processor.tokenizer([PROMPT_TEMPLATE.format(label=label) for label in labels], padding=True,
-                               return_tensors="pt")
+    text = processor.tokenizer(
+        [PROMPT_TEMPLATE.format(label=label) for label in labels], padding=True, return_tensors="pt"
+    )
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(

@@ -241,10 +241,11 @@ class Backbone:
 
     def banner(self) -> str:
         if self.profile.is_tiny:
+            why = "the tiny profile was requested" if self.profile.reason == "requested" else self.profile.reason
             return (
                 "⚠️ **Tiny backbone: random weights.** Every model here (UNet, VAE, text encoder, add-ons) was "
-                "built from small configs with seeded random weights, because the Stable Diffusion 1.5 weights "
-                f"are not available ({self.profile.reason}). Outputs look like noise by design; the methods still "
+                f"built from small configs with seeded random weights ({why}). Outputs look like noise by design; "
+                "the methods still "
                 "run their real algorithms. For real images, start on a machine with internet access or a filled "
                 "Hugging Face cache: `python app.py --backbone sd15`."
             )

@@ -89,6 +89,7 @@ def ddim_invert(
     num_steps: int,
     guidance: float = 1.0,
     stop_at: int | None = None,
+    *,
     negative_embeds: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[torch.Tensor]:
@@ -115,6 +116,7 @@ def ddim_sample(
     num_steps: int,
     start_index: int,
     guidance: float = 1.0,
+    *,
     negative_embeds: torch.Tensor | None = None,
     step_hook: StepHook | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -221,7 +223,9 @@ def invert_image(
     if entry is None:
         cond, uncond = encode_prompt(backbone, prompt)
         latents = encode_image(backbone, image)
-        trajectory = ddim_invert(backbone, latents, cond, num_steps, guidance, stop, uncond, on_step)
+        trajectory = ddim_invert(
+            backbone, latents, cond, num_steps, guidance, stop, negative_embeds=uncond, on_step=on_step
+        )
         entry = Inversion(tuple(trajectory), cond, uncond)
         cache.put(key, entry)
     elif on_step is not None:

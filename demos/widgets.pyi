@@ -1,0 +1,103 @@
+"""Custom input widgets shared by tabs: masks drawn in an ImageEditor, click-placed points and boxes.
+
+Point and box widgets keep their value as JSON text in a Textbox, so the same value can be typed,
+edited, or sent through the API (gradio_client), and a click on the canvas just rewrites that text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from methods.core.images import binary_mask, load_image
+from methods.core.spec import InputError
+
+
+def mask_editor(label: str = "Mask: paint the region to edit", elem_id: str | None = None) -> gr.ImageEditor:
+    return gr.ImageEditor(
+        type="pil",
+        label=label,
+        sources=["upload", "clipboard"],
+        brush=gr.Brush(colors=["#ffffff"], default_size=24, color_mode="fixed"),
+        transforms=(),
+        layers=False,
+        elem_id=elem_id,
+    )
+
+
+def editor_layers_mask(value: Any, size: tuple[int, int]) -> Image.Image | None:
+    """The union of the painted layers of an ImageEditor value (alpha > 0 = painted)."""
+    if not value or not isinstance(value, dict):
+        return None
+    union: np.ndarray | None = None
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        layer = layer if isinstance(layer, Image.Image) else load_image(layer, "mask layer")
+        alpha = np.asarray(layer.convert("RGBA").getchannel("A").resize(size, Image.Resampling.NEAREST)) > 0
+        union = alpha if union is None else union | alpha
+    if union is None or not union.any():
+        return None
+    return Image.fromarray((union * 255).astype(np.uint8), "L")
+
+
+def editor_background(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("background") or value.get("composite")
+    return value
+
+
+def editor_composite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("composite") or value.get("background")
+    return value
+
+
+def mask_from(drawn: Any, uploaded: Any, size: tuple[int, int]) -> Image.Image | None:
+    """A drawn mask (ImageEditor layers) or an uploaded one (white = edit), at ``size``."""
+    mask = editor_layers_mask(drawn, size)
+    if mask is None and uploaded is not None:
+        mask = binary_mask(uploaded, size, "uploaded mask")
+    return mask
+
+
+def parse_json_list(text: str | None, what: str, example: str) -> list[Any]:
+    if not text or not text.strip():
+        return []
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"The {what} are not valid JSON ({error.msg}); expected e.g. {example}.") from None
+    if not isinstance(value, list):
+        raise InputError(f"The {what} must be a JSON list, e.g. {example}.")
+    return value
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "))
+
+from gradio.events import Dependency
+
+class Photo(gr.Image):
+    """``gr.Image`` that answers an unreadable upload with a sentence instead of a processing error."""
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"  # the frontend component to use
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
+            raise gr.Error(
+                f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
+            ) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component

@@ -1,0 +1,157 @@
+"""The app launched on the tiny backbone answers all ten endpoints through gradio_client, and turns bad
+input into a readable error (never a stack trace)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from app import build_app
+from demos.common import Hub
+from methods.core.pose import DEFAULT_KEYPOINTS
+from methods.core.registry import list_methods
+from methods.core.spec import Condition
+from tests.conftest import tiny_settings
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+HOUSE = handle_file(str(ASSETS / "house.png"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(backbone) -> Iterator[str]:
+    app = build_app(Hub(backbone), tiny_settings())
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Client:
+    return Client(server, verbose=False)
+
+
+def editor(path: Path | None) -> dict:
+    return {"background": handle_file(str(path)) if path else None, "layers": [], "composite": None, "id": None}
+
+
+# Real inputs for each endpoint (by API parameter name).
+REQUESTS: dict[str, dict] = {
+    "text": {"image": HOUSE, "prompt": "a house in the snow", "source_prompt": "a house"},
+    "mask": {"image": HOUSE, "mask_drawing": None, "mask_image": handle_file(str(ASSETS / "house_mask.png")),
+             "prompt": "a wooden door"},
+    "reference": {"image": HOUSE, "reference": handle_file(str(ASSETS / "reference_pattern.png")), "prompt": "a house"},
+    "pose": {"image": HOUSE, "pose_mode": "keypoints", "pose_photo": None, "pose_map": None,
+             "keypoints": json.dumps([list(p) for p in DEFAULT_KEYPOINTS]), "prompt": "an astronaut"},
+    "sketch": {"sketch": None, "sketch_upload": handle_file(str(ASSETS / "sketch_house.png")), "image": None,
+               "prompt": "a house with a tree"},
+    "segmentation": {"segmap": editor(ASSETS / "segmap_village.png"), "image": None, "prompt": "a village"},
+    "layout": {"image": None, "boxes": json.dumps([{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}]),
+               "prompt": "a street"},
+    "drag": {"image": HOUSE, "drag_points": "[[0.35, 0.55, 0.6, 0.55]]", "mask_drawing": None, "prompt": ""},
+    "audio": {"image": HOUSE, "audio": handle_file(str(ASSETS / "rain.wav")), "prompt": "a house"},
+    "class": {"image": HOUSE, "source_class": "boathouse", "target_class": "church"},
+}
+
+
+def test_requests_cover_every_condition() -> None:
+    assert set(REQUESTS) == {c.value for c in Condition}
+
+
+@pytest.mark.parametrize("condition", list(REQUESTS))
+def test_endpoint_returns_condition_and_method_cells(client: Client, condition: str) -> None:
+    gallery, records, files, seed = client.predict(**REQUESTS[condition], seed=5, steps=2,
+                                                   api_name=f"/{condition}")
+    methods = [m.name for m in list_methods(condition)]
+    assert seed == 5
+    assert len(gallery) >= 1 + len(methods)
+    statuses = {row[0]: row[1] for row in records["data"]}
+    assert set(statuses) == set(methods)
+    assert all(status == "ok" for status in statuses.values()), records["data"]
+    for cell in gallery[: 1 + len(methods)]:
+        image = Image.open(cell["image"])
+        assert image.size[0] >= 64
+    assert any(str(f).endswith("grid.png") for f in files)
+    record_file = next(f for f in files if str(f).endswith("records.json"))
+    saved = json.loads(Path(record_file).read_text())
+    assert saved["condition"] == condition and saved["records"][0]["seed"] == 5
+
+
+def _error_of(client: Client, **kwargs) -> str:
+    with pytest.raises(Exception) as error:  # noqa: B017 - gradio_client raises AppError
+        client.predict(**kwargs)
+    message = str(error.value)
+    assert "Traceback" not in message
+    return message
+
+
+def test_missing_image_says_what_to_do(client: Client) -> None:
+    message = _error_of(client, image=None, prompt="snow", api_name="/text")
+    assert "upload" in message.lower()
+
+
+def test_empty_prompt_says_what_to_do(client: Client) -> None:
+    message = _error_of(client, image=HOUSE, prompt="  ", api_name="/text")
+    assert "prompt" in message.lower()
+
+
+def test_missing_mask_says_what_to_do(client: Client) -> None:
+    message = _error_of(client, image=HOUSE, mask_drawing=None, mask_image=None, prompt="a door", api_name="/mask")
+    assert "mask" in message.lower()
+
+
+def test_no_method_selected(client: Client) -> None:
+    message = _error_of(client, image=HOUSE, prompt="snow", methods=[], api_name="/text")
+    assert "at least one method" in message.lower()
+
+
+def test_bad_json_boxes(client: Client) -> None:
+    message = _error_of(client, image=None, boxes="[{oops", prompt="", api_name="/layout")
+    assert "json" in message.lower()
+
+
+def test_not_an_image_file(client: Client, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not an image")
+    message = _error_of(client, image=handle_file(str(fake)), prompt="snow", api_name="/text")
+    assert "could not be read as an image" in message
+
+
+def test_not_an_audio_file(client: Client, tmp_path: Path) -> None:
+    fake = tmp_path / "clip.wav"
+    fake.write_text("not audio at all")
+    message = _error_of(client, image=HOUSE, audio=handle_file(str(fake)), prompt="", api_name="/audio")
+    assert "audio" in message.lower()
+
+
+@pytest.mark.parametrize("kind", ["huge", "rgba", "gray", "gray16"])
+def test_unusual_photos_are_normalised(client: Client, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.png"
+    if kind == "huge":
+        Image.new("RGB", (6000, 4000), (90, 140, 200)).save(path)
+    elif kind == "rgba":
+        Image.new("RGBA", (300, 200), (200, 30, 30, 128)).save(path)
+    elif kind == "gray":
+        Image.new("L", (300, 200), 128).save(path)
+    else:
+        ramp = (np.linspace(0, 65535, 300 * 200).reshape(200, 300)).astype(np.uint16)
+        Image.fromarray(ramp).save(path)
+    gallery, records, _, _ = client.predict(image=handle_file(str(path)), prompt="snow", steps=2, api_name="/text")
+    assert records["data"][0][1] == "ok"
+    out = Image.open(gallery[1]["image"])
+    assert max(out.size) == 128 and out.mode == "RGB"
