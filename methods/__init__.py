@@ -6,11 +6,13 @@ scripts read it, so a new method file appears everywhere once it is imported her
 
 from __future__ import annotations
 
-from methods import (  # noqa: F401  (one module per method, grouped by condition in the survey's order)
-    sdedit,  # text
-    sd_inpaint,  # mask
+from methods import (  # noqa: F401  (one module per method; its condition in the comment)
     controlnet_openpose,  # pose
     controlnet_scribble,  # sketch
     controlnet_seg,  # segmentation
+    gligen,  # layout
+    ip_adapter,  # reference
+    sd_inpaint,  # mask
+    sdedit,  # text
 )
 from methods.core.registry import get_method, list_methods, register  # noqa: F401

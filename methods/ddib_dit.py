@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
-from diffusers.image_processor import VaeImageProcessor
 
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
+from methods.core.inversion import decode_latents, encode_image
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -72,12 +72,10 @@ class DDIBDiT(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         source, target = class_index(inputs.source_class), class_index(inputs.target_class)
         transformer, scheduler = ctx.backbone.addon("dit")
-        vae = ctx.backbone.vae
         size = transformer.config.sample_size * ctx.backbone.vae_scale_factor
         total = 2 * inputs.steps
-        # 1. encode the square crop with the shared VAE (DiT's latent space)
-        processor = VaeImageProcessor(vae_scale_factor=ctx.backbone.vae_scale_factor)
-        latents = encode(vae, processor, square_image(inputs.image, size))
+        # 1. encode the square crop with the shared VAE (DiT's latent space; mean x scaling factor, float32)
+        latents = encode_image(ctx.backbone, square_image(inputs.image, size))
         # 2. x_0 -> x_T under the source class (no guidance, as in the paper)
         noise = ddim_invert(
             transformer, scheduler.config, latents, source, inputs.steps, lambda i: ctx.report(i, total)
@@ -88,22 +86,9 @@ class DDIBDiT(Method):
             lambda i: ctx.report(inputs.steps + i, total),
         )  # fmt: skip
         # 4. decode
-        image = decode(vae, processor, translated)
+        image = decode_latents(ctx.backbone, translated)
         names = class_names()
         return MethodOutput(image, info={"source": f"{source} {names[source]}", "target": f"{target} {names[target]}"})
-
-
-@torch.no_grad()
-def encode(vae: Any, processor: VaeImageProcessor, image: Any) -> torch.Tensor:
-    """Image -> latent mean x scaling factor, in float32 (the ODE steps stay in full precision)."""
-    pixels = processor.preprocess(image).to(vae.device, vae.dtype)
-    return vae.encode(pixels).latent_dist.mean.float() * vae.config.scaling_factor
-
-
-@torch.no_grad()
-def decode(vae: Any, processor: VaeImageProcessor, latents: torch.Tensor) -> Any:
-    pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return processor.postprocess(pixels, output_type="pil")[0]
 
 
 def predict_eps(

@@ -8,23 +8,22 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from diffusers.image_processor import VaeImageProcessor
 
 import methods.ddib_dit  # noqa: F401  (registers the method)
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
+from methods.core.inversion import decode_latents, encode_image
 from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, InputError
-from methods.ddib_dit import ddim_invert, ddim_sample, decode, encode
+from methods.ddib_dit import ddim_invert, ddim_sample
 
 TABBY, GOLDFISH = 281, 1
 
 
 def _setup(backbone, photo):
     transformer, scheduler = backbone.addon("dit")
-    processor = VaeImageProcessor(vae_scale_factor=backbone.vae_scale_factor)
     size = transformer.config.sample_size * backbone.vae_scale_factor
-    return transformer, scheduler, processor, encode(backbone.vae, processor, square_image(photo, size))
+    return transformer, scheduler, encode_image(backbone, square_image(photo, size))
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -104,7 +103,7 @@ def test_tiny_dit_round_trip_reconstructs_the_latent(backbone, photo):
     reconstruction and the translation of the same x_T into another class (measured: 6% at 10 steps,
     0.4% at 50), and as convergence with the step count (the error is discretisation error).
     """
-    transformer, scheduler, _, x0 = _setup(backbone, photo)
+    transformer, scheduler, x0 = _setup(backbone, photo)
     errors, translations = {}, {}
     for steps in (10, 50):
         x_t = ddim_invert(transformer, scheduler.config, x0, TABBY, steps)
@@ -118,7 +117,7 @@ def test_tiny_dit_round_trip_reconstructs_the_latent(backbone, photo):
 
 def test_method_is_invert_under_source_then_sample_under_target(backbone, photo):
     """The hub's output equals the two ODE halves composed by hand (source class in, target class out)."""
-    transformer, scheduler, processor, x0 = _setup(backbone, photo)
+    transformer, scheduler, x0 = _setup(backbone, photo)
     steps, guidance = 4, 1.5
     inputs = EditInputs(image=photo, source_class=TABBY, target_class=GOLDFISH, steps=steps)
     comparison = run_comparison(
@@ -128,9 +127,7 @@ def test_method_is_invert_under_source_then_sample_under_target(backbone, photo)
     assert record["status"] == "ok", record["message"]
     assert record["info"] == {"source": "281 tabby", "target": "1 goldfish"}
     x_t = ddim_invert(transformer, scheduler.config, x0, TABBY, steps)
-    expected = decode(
-        backbone.vae, processor, ddim_sample(transformer, scheduler.config, x_t, GOLDFISH, steps, guidance)
-    )
+    expected = decode_latents(backbone, ddim_sample(transformer, scheduler.config, x_t, GOLDFISH, steps, guidance))
     np.testing.assert_array_equal(np.asarray(comparison.result("ddib_dit")), np.asarray(expected))
 
 

@@ -39,7 +39,7 @@ def test_drag_moves_the_handle_and_keeps_the_rest(backbone, photo, monkeypatch) 
     0.4044 -> 0.3614 with 10 of 10 Adam steps lowering it where they were taken; handle-target distance
     20 -> 18 px; latent outside the mask identical to the source latent; pixels outside the 16-px-dilated
     mask differ from the VAE round trip of the source by MAE 17/255 (the random VAE decoder's mid-block
-    attention spreads every latent change over the whole image), against 42/255 inside."""
+    attention spreads every latent change over the whole image), against 52/255 inside the mask."""
     decoded: list[torch.Tensor] = []
 
     def spy(backbone, latents):
@@ -65,7 +65,7 @@ def test_drag_moves_the_handle_and_keeps_the_rest(backbone, photo, monkeypatch) 
 
     # outside the mask: the source latent exactly, and in pixels the source up to the VAE round trip
     source = encode_image(backbone, photo)
-    outside = torch.from_numpy(np.asarray(inputs.mask.resize((16, 16), 0)) == 0)
+    outside = torch.from_numpy(np.asarray(inputs.mask).reshape(16, 8, 16, 8).max(axis=(1, 3)) == 0)  # 8x8 cells
     assert torch.allclose(decoded[0][..., outside], source[..., outside], atol=1e-6)
     round_trip = np.asarray(decode_latents(backbone, source), dtype=np.float64)
     error = np.abs(np.asarray(output.image, dtype=np.float64) - round_trip).mean(axis=-1)

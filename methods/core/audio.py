@@ -3,7 +3,7 @@
 CLAP ("Large-scale Contrastive Language-Audio Pretraining with Feature Fusion and Keyword-to-Caption
 Augmentation", Wu et al., 2023, https://arxiv.org/abs/2211.06687) embeds audio and text in one space;
 zero-shot tagging scores a clip against "the sound of {label}" for every label of a vocabulary and takes
-the softmax of the audio-text logits. The scores are cached per (CLAP weights, clip, labels), so the
+the softmax of the audio-text logits. The scores are cached per (backbone, clip, labels), so the
 audio tab's condition cell and the methods that use the tags share one computation.
 """
 
@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,38 +178,46 @@ def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return labels
 
 
-class _ScoreCache:
-    """A small thread-safe LRU of score vectors keyed by (CLAP weights, clip digest, labels)."""
+class ScoreCache:
+    """A small thread-safe LRU of CLAP score vectors keyed by (clip digest, labels)."""
 
-    def __init__(self, size: int = 64) -> None:
-        self._items: OrderedDict[tuple[str, str, tuple[str, ...]], tuple[float, ...]] = OrderedDict()
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, ...]] = OrderedDict()
         self._lock = threading.Lock()
-        self._size = size
 
-    def get(self, key: tuple[str, str, tuple[str, ...]]) -> tuple[float, ...] | None:
+    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, ...] | None:
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-            return self._items.get(key)
+            if key in self._entries:
+                self._entries.move_to_end(key)
+            return self._entries.get(key)
 
-    def put(self, key: tuple[str, str, tuple[str, ...]], value: tuple[float, ...]) -> None:
+    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, ...]) -> None:
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            self._entries[key] = value
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
 
-_SCORES = _ScoreCache()
+# One cache per backbone object (its CLAP weights), dropped with it; as in methods.core.inversion.
+_CACHES: weakref.WeakKeyDictionary[Any, ScoreCache] = weakref.WeakKeyDictionary()
+
+
+def score_cache(backbone: Backbone) -> ScoreCache:
+    if backbone not in _CACHES:
+        _CACHES[backbone] = ScoreCache()
+    return _CACHES[backbone]
 
 
 def clap_scores(backbone: Backbone, audio: Audio, labels: Sequence[str] = DEFAULT_LABELS) -> list[tuple[str, float]]:
     """Zero-shot probabilities of every label (softmax over CLAP's logits), in vocabulary order. Cached."""
     labels = tuple(labels)
-    key = (backbone.addon_location("clap"), audio_digest(audio), labels)
-    scores = _SCORES.get(key)
+    key = (audio_digest(audio), labels)
+    cache = score_cache(backbone)
+    scores = cache.get(key)
     if scores is None:
         scores = _compute_scores(backbone, audio, labels)
-        _SCORES.put(key, scores)
+        cache.put(key, scores)
     return list(zip(labels, scores, strict=True))
 
 

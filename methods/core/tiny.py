@@ -19,7 +19,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = "tiny-v1"
+TINY_VERSION = "tiny-v2"
 TINY_SIZE = 128  # working image size in pixels (latents 16x16)
 CROSS_DIM = 32
 SEED = 0
@@ -200,12 +200,27 @@ def _hidden_size(unet, name: str) -> int:
     return channels[::-1][block_id] if name.startswith("up_blocks") else channels[block_id]
 
 
+def _gligen_unet(in_channels: int):
+    from diffusers.models.attention import GatedSelfAttentionDense
+
+    # The text-box checkpoints (masterful/gligen-1-4-*-text-box) use "gated"; "gated-text-image" belongs to
+    # another pipeline. Trained gates are open; fresh ones start at tanh(0) = 0, so open them here, or the
+    # random grounding layers would have no effect at all.
+    unet = tiny_unet(in_channels=in_channels, attention_type="gated")
+    with torch.no_grad():
+        for module in unet.modules():
+            if isinstance(module, GatedSelfAttentionDense):
+                module.alpha_attn.fill_(1.0)
+                module.alpha_dense.fill_(1.0)
+    return unet
+
+
 def build_gligen_unet(folder: Path) -> None:
-    tiny_unet(attention_type="gated-text-image").save_pretrained(folder / "unet")
+    _gligen_unet(4).save_pretrained(folder / "unet")
 
 
 def build_gligen_inpaint_unet(folder: Path) -> None:
-    tiny_unet(in_channels=9, attention_type="gated-text-image").save_pretrained(folder / "unet")
+    _gligen_unet(9).save_pretrained(folder / "unet")
 
 
 def _byte_vocab(specials: list[str]) -> dict[str, int]:

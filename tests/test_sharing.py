@@ -1,0 +1,69 @@
+"""One backbone, resident once: every method runs on the backbone's own modules (base or add-on), all
+decode with the very same VAE, and no method loads a private model."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ModelMixin
+from transformers import PreTrainedModel
+
+from methods.core.examples import example_inputs
+from methods.core.registry import list_methods
+from methods.core.runner import run_comparison
+
+
+def _owned(backbone) -> set[int]:
+    return {id(m) for module in backbone.shared_modules().values() for m in module.modules()}
+
+
+def test_all_methods_run_on_the_same_modules(backbone) -> None:
+    base_ids = {name: id(getattr(backbone, name)) for name in ("unet", "vae", "text_encoder")}
+    used: dict[str, set[int]] = {}
+    current: set[int] = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: current.add(id(module)))
+    try:
+        for method in list_methods():
+            current.clear()
+            comparison = run_comparison(backbone, method.condition, [method.name],
+                                        example_inputs(method.condition, backbone, steps=2), seed=0)
+            assert comparison.records[0]["status"] == "ok", comparison.records[0]["message"]
+            used[method.name] = set(current)
+    finally:
+        handle.remove()
+    owned = _owned(backbone)
+    models = {id(m): m for m in _all_models(backbone)}
+    for name, ids in used.items():
+        assert id(backbone.vae.decoder) in ids, f"{name} did not decode with the shared VAE"
+        foreign = [i for i in ids if i not in owned and i in models]
+        assert not foreign, f"{name} ran models the backbone does not own"
+    # The base modules are still the very objects loaded at start.
+    assert {name: id(getattr(backbone, name)) for name in base_ids} == base_ids
+    assert len(used) == len(list_methods()) >= 10
+
+
+def _all_models(backbone) -> list[torch.nn.Module]:
+    import gc
+
+    return [o for o in gc.get_objects() if isinstance(o, ModelMixin | PreTrainedModel)]
+
+
+def test_pipelines_share_modules(backbone) -> None:
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = backbone.pipeline(StableDiffusionImg2ImgPipeline)
+    assert pipe.unet is backbone.unet and pipe.vae is backbone.vae and pipe.text_encoder is backbone.text_encoder
+    assert pipe.scheduler is not backbone.scheduler  # each run steps its own copy
+
+
+def test_addons_are_cached_and_evicted_beyond_budget(backbone) -> None:
+    from dataclasses import replace
+
+    first = backbone.addon("controlnet_scribble")
+    assert backbone.addon("controlnet_scribble") is first
+    saved = backbone.settings
+    try:
+        backbone.settings = replace(saved, addon_budget_gb=0.0)  # everything but the newest must go
+        backbone.addon("controlnet_seg")
+        assert backbone.loaded_addons() == ["controlnet_seg"]
+    finally:
+        backbone.settings = saved
