@@ -1,6 +1,6 @@
 """Diffusion image-editing demo hub: settings -> one resident backbone -> one tab per condition -> launch.
 
-    python app.py [--backbone auto|sd15|tiny|<hub id or folder>] [--host H] [--port P] [--share]
+python app.py [--backbone auto|sd15|tiny|<hub id or folder>] [--host H] [--port P] [--share]
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(argv)
     hub = Hub(Backbone(settings))
     build_app(hub, settings).launch(
-        server_name=settings.host, server_port=settings.port, share=settings.share, show_error=False,
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        show_error=False,
         allowed_paths=["assets"],
     )
 

@@ -1,6 +1,6 @@
 """Regenerate the example files in assets/ (all drawn or synthesised here; CC0, see assets/README.md).
 
-    python assets/make_assets.py
+python assets/make_assets.py
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def sketch() -> Image.Image:
 def segmap() -> Image.Image:
     canvas = Image.new("RGB", (W, H), class_color("sky"))
     draw = ImageDraw.Draw(canvas)
-    draw.polygon([(0, 200), (120, 110), (260, 190), (380, 100), (W, 190), (W, 240), (0, 240)],
-                 fill=class_color("mountain"))
+    draw.polygon(
+        [(0, 200), (120, 110), (260, 190), (380, 100), (W, 190), (W, 240), (0, 240)], fill=class_color("mountain")
+    )
     draw.rectangle((0, 240, W, H), fill=class_color("grass"))
     draw.rectangle((0, 300, W, H), fill=class_color("water"))
     draw.rectangle((90, 180, 200, 270), fill=class_color("house"))

@@ -14,18 +14,16 @@ from methods.core.spec import Condition, EditInputs, InputError
 CONDITION = Condition.AUDIO
 
 
-def vocabulary(text: str | None) -> list[str]:
-    labels = [w.strip() for w in (text or "").split(",") if w.strip()]
-    return labels or list(audio_tools.DEFAULT_LABELS)
-
-
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     inputs.image = hub.source_image(values["image"])
     if values["audio"] is None:
         raise InputError("Please upload or record an audio clip.")
     inputs.audio = audio_tools.load_audio(values["audio"])
     inputs.prompt = (values["prompt"] or "").strip()
-    inputs.notes["tags"] = audio_tools.clap_tags(hub.backbone, inputs.audio, vocabulary(values["labels"]), top_k=3)
+    inputs.notes["labels"] = list(
+        audio_tools.parse_labels(values["labels"])
+    )  # methods without their own vocabulary use this one
+    inputs.notes["tags"] = audio_tools.clap_tags(hub.backbone, inputs.audio, inputs.notes["labels"], top_k=3)
     return inputs
 
 
@@ -34,8 +32,9 @@ def create_demo(hub: Hub) -> None:
     with gr.Row():
         image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="audio-image")
         with gr.Column():
-            clip = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound clip (≤ 30 s)",
-                            elem_id="audio-clip")
+            clip = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label="Sound clip (≤ 30 s)", elem_id="audio-clip"
+            )
             prompt = gr.Textbox(value="", label="Base description of the photo (optional)")
             labels = gr.Textbox(value="", label="Tag vocabulary (comma-separated; empty = built-in everyday sounds)")
     widgets = {"image": image, "audio": clip, "prompt": prompt, "labels": labels}

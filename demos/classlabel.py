@@ -33,12 +33,14 @@ def create_demo(hub: Hub) -> None:
     banner(hub)
     names = class_names()
     with gr.Row():
-        image = Photo(type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"],
-                         elem_id="class-image")
+        image = Photo(
+            type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"], elem_id="class-image"
+        )
         with gr.Column():
             source_class = gr.Dropdown(names, value="Persian cat", label="Source class (ImageNet)", filterable=True)
-            target_class = gr.Dropdown(names, value="golden retriever", label="Target class (ImageNet)",
-                                       filterable=True)
+            target_class = gr.Dropdown(
+                names, value="golden retriever", label="Target class (ImageNet)", filterable=True
+            )
     widgets = {"image": image, "source_class": source_class, "target_class": target_class}
     build_tab(hub, CONDITION, widgets, build_inputs, guidance=False)
     gr.Examples([["assets/house.png", "boathouse", "church"]], inputs=[image, source_class, target_class])

@@ -83,8 +83,18 @@ def methods_help(condition: Condition) -> str:
 def _records_table(comparison: Comparison) -> list[list[Any]]:
     rows = []
     for r in comparison.records:
-        rows.append([r["method"], r["status"], r.get("seconds"), r["seed"], r["steps"], r["guidance"],
-                     str(r.get("params", {})), r.get("message", "")])
+        rows.append(
+            [
+                r["method"],
+                r["status"],
+                r.get("seconds"),
+                r["seed"],
+                r["steps"],
+                r["guidance"],
+                str(r.get("params", {})),
+                r.get("message", ""),
+            ]
+        )
     return rows
 
 
@@ -101,7 +111,9 @@ def build_tab(
     default_steps = default_steps or (4 if hub.backbone.profile.is_tiny else 30)
     with gr.Row():
         method_box = gr.CheckboxGroup(
-            method_choices(condition), value=[m.name for m in methods], label="Methods to compare",
+            method_choices(condition),
+            value=[m.name for m in methods],
+            label="Methods to compare",
             elem_id=f"{condition.value}-methods",
         )
     with gr.Row():
@@ -117,8 +129,14 @@ def build_tab(
             for param in method.params:
                 param_components.append((method.name, param.name, param_widget(method.name, param)))
     run_button = gr.Button("Run comparison", variant="primary", elem_id=f"{condition.value}-run")
-    gallery = gr.Gallery(label="Comparison (condition first)", columns=4, height="auto", object_fit="contain", format="png",
-                         elem_id=f"{condition.value}-gallery")
+    gallery = gr.Gallery(
+        label="Comparison (condition first)",
+        columns=4,
+        height="auto",
+        object_fit="contain",
+        format="png",
+        elem_id=f"{condition.value}-gallery",
+    )
     with gr.Accordion("Per-method record (reproduce any cell)", open=False):
         table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
         files = gr.File(label="Grid PNG and records JSON", file_count="multiple")
@@ -130,7 +148,9 @@ def build_tab(
 
     def process(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         named = dict(zip(widget_names, values[: len(widget_names)], strict=True))
-        chosen, seed_value, randomize_value, steps_value, guidance_value = values[len(widget_names) : len(widget_names) + 5]
+        chosen, seed_value, randomize_value, steps_value, guidance_value = values[
+            len(widget_names) : len(widget_names) + 5
+        ]
         param_values = values[len(widget_names) + 5 :]
         if not chosen:
             raise gr.Error("Select at least one method to compare.")
@@ -142,9 +162,14 @@ def build_tab(
             inputs = builder(hub, named, EditInputs(steps=int(steps_value), guidance=float(guidance_value)))
             cell = condition_cell(condition, inputs)
             comparison = run_comparison(
-                hub.backbone, condition, list(chosen), inputs, seed_value,
+                hub.backbone,
+                condition,
+                list(chosen),
+                inputs,
+                seed_value,
                 params={k: v for k, v in params.items() if k in chosen},
-                condition_cell=cell, progress=lambda f, text: progress(f, desc=text),
+                condition_cell=cell,
+                progress=lambda f, text: progress(f, desc=text),
             )
         except InputError as error:
             raise gr.Error(str(error)) from None
@@ -157,8 +182,10 @@ def build_tab(
 
     # Meaningful API parameter names for gradio_client: the widget names, then method__param.
     parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in widget_names]
-    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                   for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale")]
+    parameters += [
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale")
+    ]
     parameters += [inspect.Parameter(f"{m}__{p}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for m, p in param_keys]
     parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

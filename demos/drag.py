@@ -25,8 +25,11 @@ def parse_drags(text: str | None, size: tuple[int, int]) -> list[Drag]:
         if not all(0.0 <= v <= 1.0 for v in item):
             raise InputError("Drag points must lie inside the image (coordinates in 0..1).")
         hx, hy, tx, ty = item
-        drags.append(Drag((round(hx * (width - 1)), round(hy * (height - 1))),
-                          (round(tx * (width - 1)), round(ty * (height - 1)))))
+        drags.append(
+            Drag(
+                (round(hx * (width - 1)), round(hy * (height - 1))), (round(tx * (width - 1)), round(ty * (height - 1)))
+            )
+        )
     return drags
 
 
@@ -44,8 +47,9 @@ def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
         image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
-        canvas = Photo(type="pil", interactive=False, label="Click handle (red), then target (blue)",
-                          elem_id="drag-canvas")
+        canvas = Photo(
+            type="pil", interactive=False, label="Click handle (red), then target (blue)", elem_id="drag-canvas"
+        )
     with gr.Row():
         drawing = mask_editor("Optional: paint the region allowed to move", elem_id="drag-mask")
         with gr.Column():
@@ -82,5 +86,7 @@ def create_demo(hub: Hub) -> None:
     clear.click(lambda: ("[]", None), None, [points, pending], api_visibility="private")
     widgets = {"image": image, "drag_points": points, "mask_drawing": drawing, "prompt": prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples([["assets/house.png", dump([[0.35, 0.55, 0.6, 0.55]]), None, "a house on a meadow"]],
-                inputs=[image, points, drawing, prompt])
+    gr.Examples(
+        [["assets/house.png", dump([[0.35, 0.55, 0.6, 0.55]]), None, "a house on a meadow"]],
+        inputs=[image, points, drawing, prompt],
+    )

@@ -48,10 +48,15 @@ def create_demo(hub: Hub) -> None:
     size = hub.backbone.size
     blank = Image.new("RGB", (size, size), (235, 235, 235))
     with gr.Row():
-        image = Photo(type="pil", label="Source photo (optional: for editing inside the boxes)",
-                         sources=["upload"], elem_id="layout-image")
-        canvas = Photo(type="pil", value=blank, interactive=False, label="Click two corners to add a box",
-                          elem_id="layout-canvas")
+        image = Photo(
+            type="pil",
+            label="Source photo (optional: for editing inside the boxes)",
+            sources=["upload"],
+            elem_id="layout-image",
+        )
+        canvas = Photo(
+            type="pil", value=blank, interactive=False, label="Click two corners to add a box", elem_id="layout-canvas"
+        )
     with gr.Row():
         phrase = gr.Textbox(label="Phrase for the next box", value="a red car")
         boxes = gr.Textbox(label="Boxes (JSON)", value="[]", lines=3)
@@ -76,9 +81,17 @@ def create_demo(hub: Hub) -> None:
         if pending is None:
             return text, (x, y)
         items = parse_json_list(text, "boxes", BOX_EXAMPLE)
-        items.append({"phrase": words.strip() or "an object",
-                      "box": [round(min(pending[0], x), 4), round(min(pending[1], y), 4),
-                              round(max(pending[0], x), 4), round(max(pending[1], y), 4)]})
+        items.append(
+            {
+                "phrase": words.strip() or "an object",
+                "box": [
+                    round(min(pending[0], x), 4),
+                    round(min(pending[1], y), 4),
+                    round(max(pending[0], x), 4),
+                    round(max(pending[1], y), 4),
+                ],
+            }
+        )
         return dump(items), None
 
     canvas.select(click, [boxes, corner, phrase, image], [boxes, corner], api_visibility="private")
@@ -88,7 +101,18 @@ def create_demo(hub: Hub) -> None:
     widgets = {"image": image, "boxes": boxes, "prompt": prompt, "negative_prompt": negative_prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(
-        [[None, dump([{"phrase": "a red car", "box": [0.1, 0.55, 0.55, 0.9]},
-                      {"phrase": "a green tree", "box": [0.6, 0.1, 0.95, 0.8]}]), "a street, photo", ""]],
+        [
+            [
+                None,
+                dump(
+                    [
+                        {"phrase": "a red car", "box": [0.1, 0.55, 0.55, 0.9]},
+                        {"phrase": "a green tree", "box": [0.6, 0.1, 0.95, 0.8]},
+                    ]
+                ),
+                "a street, photo",
+                "",
+            ]
+        ],
         inputs=[image, boxes, prompt, negative_prompt],
     )

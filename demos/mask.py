@@ -38,8 +38,15 @@ def create_demo(hub: Hub) -> None:
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     # The uploaded photo becomes the editor's background, so the mask is painted over it.
     image.change(lambda im: im, inputs=image, outputs=drawing, api_visibility="private")
-    widgets = {"image": image, "mask_drawing": drawing, "mask_image": mask_image, "prompt": prompt,
-               "negative_prompt": negative_prompt}
+    widgets = {
+        "image": image,
+        "mask_drawing": drawing,
+        "mask_image": mask_image,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+    }
     build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples([["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""]],
-                inputs=[image, drawing, mask_image, prompt, negative_prompt])
+    gr.Examples(
+        [["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""]],
+        inputs=[image, drawing, mask_image, prompt, negative_prompt],
+    )

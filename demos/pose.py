@@ -65,21 +65,33 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo (optional: without it, methods generate)",
-                         sources=["upload", "clipboard"], elem_id="pose-image")
+        image = Photo(
+            type="pil",
+            label="Source photo (optional: without it, methods generate)",
+            sources=["upload", "clipboard"],
+            elem_id="pose-image",
+        )
         with gr.Column():
             mode = gr.Radio(list(MODES), value=MODES[0], label="Pose from")
-            pose_photo = Photo(type="pil", label="Photo to detect the pose from (default: the source)",
-                                  sources=["upload"], height=160)
+            pose_photo = Photo(
+                type="pil", label="Photo to detect the pose from (default: the source)", sources=["upload"], height=160
+            )
             uploaded = Photo(type="pil", label="Pose map upload", sources=["upload"], height=160)
     with gr.Row():
-        canvas = Photo(type="pil", label="Pose preview: pick a joint, then click where it goes",
-                          interactive=False, elem_id="pose-canvas",
-                          value=render_pose(DEFAULT_KEYPOINTS, (hub.backbone.size,) * 2))
+        canvas = Photo(
+            type="pil",
+            label="Pose preview: pick a joint, then click where it goes",
+            interactive=False,
+            elem_id="pose-canvas",
+            value=render_pose(DEFAULT_KEYPOINTS, (hub.backbone.size,) * 2),
+        )
         with gr.Column():
             joint = gr.Dropdown(list(BODY_JOINTS), value=BODY_JOINTS[4], label="Joint to move on click")
-            keypoints = gr.Textbox(value=dump([list(p) for p in DEFAULT_KEYPOINTS]), lines=4,
-                                   label="Keypoints (JSON, 18 joints, x/y in 0..1, null = absent)")
+            keypoints = gr.Textbox(
+                value=dump([list(p) for p in DEFAULT_KEYPOINTS]),
+                lines=4,
+                label="Keypoints (JSON, 18 joints, x/y in 0..1, null = absent)",
+            )
             reset = gr.Button("Reset to standing pose")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a dancer on a stage")
 
@@ -102,8 +114,16 @@ def create_demo(hub: Hub) -> None:
     image.change(preview, [keypoints, image], canvas, api_visibility="private")
     canvas.select(move_joint, [keypoints, joint, image], [keypoints, canvas], api_visibility="private")
     reset.click(lambda: dump([list(p) for p in DEFAULT_KEYPOINTS]), None, keypoints, api_visibility="private")
-    widgets = {"image": image, "pose_mode": mode, "pose_photo": pose_photo, "pose_map": uploaded,
-               "keypoints": keypoints, "prompt": prompt}
+    widgets = {
+        "image": image,
+        "pose_mode": mode,
+        "pose_photo": pose_photo,
+        "pose_map": uploaded,
+        "keypoints": keypoints,
+        "prompt": prompt,
+    }
     build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples([[None, "keypoints", None, None, dump([list(p) for p in DEFAULT_KEYPOINTS]), "an astronaut"]],
-                inputs=[image, mode, pose_photo, uploaded, keypoints, prompt])
+    gr.Examples(
+        [[None, "keypoints", None, None, dump([list(p) for p in DEFAULT_KEYPOINTS]), "an astronaut"]],
+        inputs=[image, mode, pose_photo, uploaded, keypoints, prompt],
+    )

@@ -27,14 +27,21 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo (optional: without it, methods generate)",
-                         sources=["upload", "clipboard"], elem_id="reference-image")
-        reference = Photo(type="pil", label="Reference image", sources=["upload", "clipboard"],
-                             elem_id="reference-reference")
+        image = Photo(
+            type="pil",
+            label="Source photo (optional: without it, methods generate)",
+            sources=["upload", "clipboard"],
+            elem_id="reference-image",
+        )
+        reference = Photo(
+            type="pil", label="Reference image", sources=["upload", "clipboard"], elem_id="reference-reference"
+        )
     with gr.Row():
         prompt = gr.Textbox(value="", label="Prompt (optional)", placeholder="best quality")
         negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     widgets = {"image": image, "reference": reference, "prompt": prompt, "negative_prompt": negative_prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples([["assets/house.png", "assets/reference_pattern.png", "a house", ""]],
-                inputs=[image, reference, prompt, negative_prompt])
+    gr.Examples(
+        [["assets/house.png", "assets/reference_pattern.png", "a house", ""]],
+        inputs=[image, reference, prompt, negative_prompt],
+    )

@@ -17,7 +17,7 @@ PAINT_CLASSES = ("sky", "tree", "grass", "building", "water", "mountain", "road"
 
 
 def _hex(name: str) -> str:
-    return "#%02x%02x%02x" % class_color(name)
+    return "#{:02x}{:02x}{:02x}".format(*class_color(name))
 
 
 def legend() -> str:
@@ -46,21 +46,36 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
-    brush = gr.Brush(colors=[_hex(n) for n in PAINT_CLASSES], default_color=_hex("sky"), default_size=12,
-                     color_mode="defaults")
+    brush = gr.Brush(
+        colors=[_hex(n) for n in PAINT_CLASSES], default_color=_hex("sky"), default_size=12, color_mode="defaults"
+    )
     with gr.Row():
-        segmap = gr.ImageEditor(type="pil", label="Segmentation map (upload, then paint regions)",
-                                brush=brush, sources=["upload"], layers=False, elem_id="segmentation-map")
+        segmap = gr.ImageEditor(
+            type="pil",
+            label="Segmentation map (upload, then paint regions)",
+            brush=brush,
+            sources=["upload"],
+            layers=False,
+            elem_id="segmentation-map",
+        )
         with gr.Column():
             gr.Markdown(legend())
             paint_class = gr.Dropdown(list(ADE20K_CLASSES), value="sky", label="Brush class")
-            image = Photo(type="pil", label="Source photo (optional)", sources=["upload"], height=200,
-                             elem_id="segmentation-image")
+            image = Photo(
+                type="pil",
+                label="Source photo (optional)",
+                sources=["upload"],
+                height=200,
+                elem_id="segmentation-image",
+            )
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a village by a lake under a blue sky")
 
     def set_brush(name: str) -> Any:
-        return gr.ImageEditor(brush=gr.Brush(colors=[_hex(name), *brush.colors], default_color=_hex(name),
-                                             default_size=12, color_mode="defaults"))
+        return gr.ImageEditor(
+            brush=gr.Brush(
+                colors=[_hex(name), *brush.colors], default_color=_hex(name), default_size=12, color_mode="defaults"
+            )
+        )
 
     paint_class.change(set_brush, paint_class, segmap, api_visibility="private")
     widgets = {"segmap": segmap, "image": image, "prompt": prompt}

@@ -46,15 +46,25 @@ def create_demo(hub: Hub) -> None:
     with gr.Row():
         sketch = gr.Sketchpad(
             value={"background": Image.new("RGB", (size, size), "white"), "layers": [], "composite": None},
-            type="pil", label="Sketch (draw here)", canvas_size=(size, size),
-            brush=gr.Brush(colors=["#000000"], default_size=3, color_mode="fixed"), elem_id="sketch-pad",
+            type="pil",
+            label="Sketch (draw here)",
+            canvas_size=(size, size),
+            brush=gr.Brush(colors=["#000000"], default_size=3, color_mode="fixed"),
+            elem_id="sketch-pad",
         )
         with gr.Column():
             sketch_upload = Photo(type="pil", label="…or upload a sketch", sources=["upload"], height=160)
-            image = Photo(type="pil", label="Source photo (optional: strokes edit it)", sources=["upload"],
-                             height=200, elem_id="sketch-image")
+            image = Photo(
+                type="pil",
+                label="Source photo (optional: strokes edit it)",
+                sources=["upload"],
+                height=200,
+                elem_id="sketch-image",
+            )
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a cottage by a lake, photo")
     widgets = {"sketch": sketch, "sketch_upload": sketch_upload, "image": image, "prompt": prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples([[None, "assets/sketch_house.png", None, "a house with a tree, photo"]],
-                inputs=[sketch, sketch_upload, image, prompt])
+    gr.Examples(
+        [[None, "assets/sketch_house.png", None, "a house with a tree, photo"]],
+        inputs=[sketch, sketch_upload, image, prompt],
+    )

@@ -16,7 +16,6 @@ from PIL import Image
 from methods.core.images import binary_mask, load_image
 from methods.core.spec import InputError
 
-
 def mask_editor(label: str = "Mask: paint the region to edit", elem_id: str | None = None) -> gr.ImageEditor:
     return gr.ImageEditor(
         type="pil",
@@ -27,7 +26,6 @@ def mask_editor(label: str = "Mask: paint the region to edit", elem_id: str | No
         layers=False,
         elem_id=elem_id,
     )
-
 
 def editor_layers_mask(value: Any, size: tuple[int, int]) -> Image.Image | None:
     """The union of the painted layers of an ImageEditor value (alpha > 0 = painted)."""
@@ -44,18 +42,15 @@ def editor_layers_mask(value: Any, size: tuple[int, int]) -> Image.Image | None:
         return None
     return Image.fromarray((union * 255).astype(np.uint8), "L")
 
-
 def editor_background(value: Any) -> Any:
     if isinstance(value, dict):
         return value.get("background") or value.get("composite")
     return value
 
-
 def editor_composite(value: Any) -> Any:
     if isinstance(value, dict):
         return value.get("composite") or value.get("background")
     return value
-
 
 def mask_from(drawn: Any, uploaded: Any, size: tuple[int, int]) -> Image.Image | None:
     """A drawn mask (ImageEditor layers) or an uploaded one (white = edit), at ``size``."""
@@ -63,7 +58,6 @@ def mask_from(drawn: Any, uploaded: Any, size: tuple[int, int]) -> Image.Image |
     if mask is None and uploaded is not None:
         mask = binary_mask(uploaded, size, "uploaded mask")
     return mask
-
 
 def parse_json_list(text: str | None, what: str, example: str) -> list[Any]:
     if not text or not text.strip():
@@ -76,11 +70,8 @@ def parse_json_list(text: str | None, what: str, example: str) -> list[Any]:
         raise InputError(f"The {what} must be a JSON list, e.g. {example}.")
     return value
 
-
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
-
-from gradio.events import Dependency
 
 class Photo(gr.Image):
     """``gr.Image`` that answers an unreadable upload with a sentence instead of a processing error."""
@@ -96,8 +87,11 @@ class Photo(gr.Image):
             raise gr.Error(
                 f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
             ) from None
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
+
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component

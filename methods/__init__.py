@@ -7,9 +7,11 @@ scripts read it, so a new method file appears everywhere once it is imported her
 from __future__ import annotations
 
 from methods import (  # noqa: F401  (one module per method; its condition in the comment)
+    clap_sdedit,  # audio
     controlnet_openpose,  # pose
     controlnet_scribble,  # sketch
     controlnet_seg,  # segmentation
+    ddib_dit,  # class
     gligen,  # layout
     ip_adapter,  # reference
     sd_inpaint,  # mask

@@ -1,7 +1,8 @@
 """ControlNet OpenPose: ControlNet v1.1 conditioned on pose (Zhang et al., "Adding Conditional Control to
 Text-to-Image Diffusion Models", ICCV 2023).
 
-https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism. Pose skeleton (OpenPose format) steers the body layout.
+https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism.
+Pose skeleton (OpenPose format) steers the body layout.
 """
 
 from __future__ import annotations

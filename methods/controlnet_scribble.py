@@ -1,7 +1,8 @@
 """ControlNet Scribble: ControlNet v1.1 conditioned on sketch (Zhang et al., "Adding Conditional Control to
 Text-to-Image Diffusion Models", ICCV 2023).
 
-https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism. Free-hand strokes (white on black) steer the layout.
+https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism.
+Free-hand strokes (white on black) steer the layout.
 """
 
 from __future__ import annotations

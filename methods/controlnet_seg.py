@@ -1,7 +1,8 @@
 """ControlNet Segmentation: ControlNet v1.1 conditioned on segmentation (Zhang et al., "Adding Conditional Control to
 Text-to-Image Diffusion Models", ICCV 2023).
 
-https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism. An ADE20K colour-coded label map steers the scene layout.
+https://arxiv.org/abs/2302.05543 — see methods/core/controlnet.py for the mechanism.
+An ADE20K colour-coded label map steers the scene layout.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
+from PIL import Image
 
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
@@ -88,7 +89,12 @@ class DDIBDiT(Method):
         # 4. decode
         image = decode_latents(ctx.backbone, translated)
         names = class_names()
-        return MethodOutput(image, info={"source": f"{source} {names[source]}", "target": f"{target} {names[target]}"})
+        info = {"source": f"{source} {names[source]}", "target": f"{target} {names[target]}"}
+        side = min(inputs.image.size)  # the centre square of the input
+        if image.width != side:  # DiT works at its own resolution; show it at the input's square size
+            info["resolution"] = f"DiT native {image.width}px, resized to {side}px"
+            image = image.resize((side, side), Image.Resampling.LANCZOS)
+        return MethodOutput(image, info=info)
 
 
 def predict_eps(

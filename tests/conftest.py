@@ -39,7 +39,9 @@ def make_photo(size: int = 128, seed: int = 0) -> Image.Image:
     draw.rectangle((0, size * 0.65, size, size), fill=(70, 140, 60))
     draw.ellipse((size * 0.7, size * 0.08, size * 0.9, size * 0.28), fill=(250, 220, 80))
     draw.rectangle((size * 0.2, size * 0.45, size * 0.5, size * 0.75), fill=(180, 80, 60))
-    draw.polygon([(size * 0.17, size * 0.45), (size * 0.35, size * 0.3), (size * 0.53, size * 0.45)], fill=(110, 50, 40))
+    draw.polygon(
+        [(size * 0.17, size * 0.45), (size * 0.35, size * 0.3), (size * 0.53, size * 0.45)], fill=(110, 50, 40)
+    )
     array = np.asarray(image).astype(np.int16) + rng.integers(-8, 9, (size, size, 3))
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 

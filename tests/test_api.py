@@ -53,16 +53,33 @@ def editor(path: Path | None) -> dict:
 # Real inputs for each endpoint (by API parameter name).
 REQUESTS: dict[str, dict] = {
     "text": {"image": HOUSE, "prompt": "a house in the snow", "source_prompt": "a house"},
-    "mask": {"image": HOUSE, "mask_drawing": None, "mask_image": handle_file(str(ASSETS / "house_mask.png")),
-             "prompt": "a wooden door"},
+    "mask": {
+        "image": HOUSE,
+        "mask_drawing": None,
+        "mask_image": handle_file(str(ASSETS / "house_mask.png")),
+        "prompt": "a wooden door",
+    },
     "reference": {"image": HOUSE, "reference": handle_file(str(ASSETS / "reference_pattern.png")), "prompt": "a house"},
-    "pose": {"image": HOUSE, "pose_mode": "keypoints", "pose_photo": None, "pose_map": None,
-             "keypoints": json.dumps([list(p) for p in DEFAULT_KEYPOINTS]), "prompt": "an astronaut"},
-    "sketch": {"sketch": None, "sketch_upload": handle_file(str(ASSETS / "sketch_house.png")), "image": None,
-               "prompt": "a house with a tree"},
+    "pose": {
+        "image": HOUSE,
+        "pose_mode": "keypoints",
+        "pose_photo": None,
+        "pose_map": None,
+        "keypoints": json.dumps([list(p) for p in DEFAULT_KEYPOINTS]),
+        "prompt": "an astronaut",
+    },
+    "sketch": {
+        "sketch": None,
+        "sketch_upload": handle_file(str(ASSETS / "sketch_house.png")),
+        "image": None,
+        "prompt": "a house with a tree",
+    },
     "segmentation": {"segmap": editor(ASSETS / "segmap_village.png"), "image": None, "prompt": "a village"},
-    "layout": {"image": None, "boxes": json.dumps([{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}]),
-               "prompt": "a street"},
+    "layout": {
+        "image": None,
+        "boxes": json.dumps([{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}]),
+        "prompt": "a street",
+    },
     "drag": {"image": HOUSE, "drag_points": "[[0.35, 0.55, 0.6, 0.55]]", "mask_drawing": None, "prompt": ""},
     "audio": {"image": HOUSE, "audio": handle_file(str(ASSETS / "rain.wav")), "prompt": "a house"},
     "class": {"image": HOUSE, "source_class": "boathouse", "target_class": "church"},
@@ -75,8 +92,7 @@ def test_requests_cover_every_condition() -> None:
 
 @pytest.mark.parametrize("condition", list(REQUESTS))
 def test_endpoint_returns_condition_and_method_cells(client: Client, condition: str) -> None:
-    gallery, records, files, seed = client.predict(**REQUESTS[condition], seed=5, steps=2,
-                                                   api_name=f"/{condition}")
+    gallery, records, files, seed = client.predict(**REQUESTS[condition], seed=5, steps=2, api_name=f"/{condition}")
     methods = [m.name for m in list_methods(condition)]
     assert seed == 5
     assert len(gallery) >= 1 + len(methods)

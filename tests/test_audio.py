@@ -25,23 +25,6 @@ from methods.core.spec import Audio, EditInputs, InputError
 RATE = 16_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clap_borrowable(backbone):
-    """WORKAROUND until methods/core/borrow.py tolerates models without one input embedding.
-
-    ``borrow._capture`` calls ``get_input_embeddings()`` on every shared module that has the method;
-    transformers' ClapModel has it but raises NotImplementedError, so once the CLAP add-on is loaded every
-    ``backbone.borrowed()`` (every run of every method) fails. Here ClapModel answers with its text tower's
-    embeddings, and the add-on is dropped from the session backbone afterwards so later tests are unaffected.
-    """
-    from transformers import ClapModel
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ClapModel, "get_input_embeddings", lambda self: self.text_model.get_input_embeddings())
-        yield
-    backbone._addons.pop("clap", None)
-
-
 def tone(frequency: float, seconds: float = 1.0, rate: int = RATE) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)

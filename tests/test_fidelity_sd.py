@@ -30,8 +30,14 @@ def test_sdedit_equals_img2img_pipeline(backbone) -> None:
     inputs = example_inputs("text", backbone)
     hub = run_comparison(backbone, "text", ["sdedit"], inputs, SEED, params={"sdedit": {"strength": 0.7}})
     pipe = StableDiffusionImg2ImgPipeline(**direct_components(backbone))
-    direct = pipe(prompt=inputs.prompt, image=inputs.image, strength=0.7, num_inference_steps=inputs.steps,
-                  guidance_scale=inputs.guidance, generator=_generator()).images[0]
+    direct = pipe(
+        prompt=inputs.prompt,
+        image=inputs.image,
+        strength=0.7,
+        num_inference_steps=inputs.steps,
+        guidance_scale=inputs.guidance,
+        generator=_generator(),
+    ).images[0]
     assert_same_image(hub.result("sdedit"), direct)
 
 
@@ -46,15 +52,24 @@ def _inpaint_direct(backbone, inputs) -> object:
     unet = backbone.addon("inpaint_unet")
     pipe = StableDiffusionInpaintPipeline(**direct_components(backbone, unet=unet))
     width, height = inputs.image.size
-    return pipe(prompt=inputs.prompt, image=inputs.image, mask_image=inputs.mask, height=height, width=width,
-                strength=1.0, num_inference_steps=inputs.steps, guidance_scale=inputs.guidance,
-                generator=_generator()).images[0]
+    return pipe(
+        prompt=inputs.prompt,
+        image=inputs.image,
+        mask_image=inputs.mask,
+        height=height,
+        width=width,
+        strength=1.0,
+        num_inference_steps=inputs.steps,
+        guidance_scale=inputs.guidance,
+        generator=_generator(),
+    ).images[0]
 
 
 def test_inpainting_equals_inpaint_pipeline(backbone) -> None:
     inputs = example_inputs("mask", backbone)
-    hub = run_comparison(backbone, "mask", ["sd_inpaint"], inputs, SEED,
-                         params={"sd_inpaint": {"keep_unmasked": False}})
+    hub = run_comparison(
+        backbone, "mask", ["sd_inpaint"], inputs, SEED, params={"sd_inpaint": {"keep_unmasked": False}}
+    )
     assert_same_image(hub.result("sd_inpaint"), _inpaint_direct(backbone, inputs))
 
 
@@ -82,9 +97,18 @@ def test_controlnet_equals_pipeline(backbone, name: str, condition: str) -> None
     assert isinstance(controlnet, ControlNetModel)
     pipe = StableDiffusionControlNetImg2ImgPipeline(**direct_components(backbone, controlnet=controlnet))
     width, height = inputs.image.size
-    direct = pipe(prompt=inputs.prompt, image=inputs.image, control_image=inputs.control_image, strength=0.9,
-                  controlnet_conditioning_scale=0.8, num_inference_steps=inputs.steps, height=height, width=width,
-                  guidance_scale=inputs.guidance, generator=_generator()).images[0]
+    direct = pipe(
+        prompt=inputs.prompt,
+        image=inputs.image,
+        control_image=inputs.control_image,
+        strength=0.9,
+        controlnet_conditioning_scale=0.8,
+        num_inference_steps=inputs.steps,
+        height=height,
+        width=width,
+        guidance_scale=inputs.guidance,
+        generator=_generator(),
+    ).images[0]
     assert_same_image(hub.result(name), direct)
 
 
@@ -95,9 +119,15 @@ def test_controlnet_generation_equals_pipeline_and_control_matters(backbone, nam
     hub = run_comparison(backbone, condition, [name], inputs, SEED)
     pipe = StableDiffusionControlNetPipeline(**direct_components(backbone, controlnet=backbone.addon(name)))
     width, height = inputs.control_image.size  # without a photo, the condition map sets the size
-    direct = pipe(prompt=inputs.prompt, image=inputs.control_image, height=height, width=width,
-                  num_inference_steps=inputs.steps, guidance_scale=inputs.guidance,
-                  generator=_generator()).images[0]
+    direct = pipe(
+        prompt=inputs.prompt,
+        image=inputs.control_image,
+        height=height,
+        width=width,
+        num_inference_steps=inputs.steps,
+        guidance_scale=inputs.guidance,
+        generator=_generator(),
+    ).images[0]
     assert_same_image(hub.result(name), direct)
     off = run_comparison(backbone, condition, [name], inputs, SEED, params={name: {"conditioning_scale": 0.0}})
     assert not np.array_equal(np.asarray(off.result(name)), np.asarray(hub.result(name)))

@@ -24,8 +24,9 @@ def test_all_methods_run_on_the_same_modules(backbone) -> None:
     try:
         for method in list_methods():
             current.clear()
-            comparison = run_comparison(backbone, method.condition, [method.name],
-                                        example_inputs(method.condition, backbone, steps=2), seed=0)
+            comparison = run_comparison(
+                backbone, method.condition, [method.name], example_inputs(method.condition, backbone, steps=2), seed=0
+            )
             assert comparison.records[0]["status"] == "ok", comparison.records[0]["message"]
             used[method.name] = set(current)
     finally:

@@ -150,9 +150,19 @@ ADDONS: dict[str, AddonSpec] = {
             tiny.build_gligen_inpaint_unet,
             subfolder="unet",
         ),
-        AddonSpec("clap", "CLAP audio-text model (HTS-AT, unfused)", "laion/clap-htsat-unfused", _clap, tiny.build_clap),
-        AddonSpec("dit", "DiT-XL/2 class-conditional transformer (ImageNet 256)", "facebook/DiT-XL-2-256", _dit, tiny.build_dit),
-        AddonSpec("openpose", "OpenPose body/hand/face annotator", "lllyasviel/Annotators", _openpose, tiny.build_openpose),
+        AddonSpec(
+            "clap", "CLAP audio-text model (HTS-AT, unfused)", "laion/clap-htsat-unfused", _clap, tiny.build_clap
+        ),
+        AddonSpec(
+            "dit",
+            "DiT-XL/2 class-conditional transformer (ImageNet 256)",
+            "facebook/DiT-XL-2-256",
+            _dit,
+            tiny.build_dit,
+        ),
+        AddonSpec(
+            "openpose", "OpenPose body/hand/face annotator", "lllyasviel/Annotators", _openpose, tiny.build_openpose
+        ),
     )
 }
 

@@ -95,9 +95,7 @@ def modules_of(obj: Any, depth: int = 2) -> list[torch.nn.Module]:
 def module_bytes(obj: Any) -> int:
     """Estimated resident size of an add-on: parameters and buffers of every module in it."""
     return sum(
-        t.numel() * t.element_size()
-        for module in modules_of(obj)
-        for t in (*module.parameters(), *module.buffers())
+        t.numel() * t.element_size() for module in modules_of(obj) for t in (*module.parameters(), *module.buffers())
     )
 
 
@@ -135,8 +133,14 @@ class Backbone:
             module.eval().requires_grad_(False)
         self.load_seconds = time.perf_counter() - started
         self._addons: OrderedDict[str, Any] = OrderedDict()
-        logger.info("backbone %s (%s) on %s/%s in %.1fs", self.profile.name, self.profile.location,
-                    self.device, self.dtype, self.load_seconds)
+        logger.info(
+            "backbone %s (%s) on %s/%s in %.1fs",
+            self.profile.name,
+            self.profile.location,
+            self.device,
+            self.dtype,
+            self.load_seconds,
+        )
 
     # -- the shared modules -------------------------------------------------------------------------
     @property
@@ -211,8 +215,9 @@ class Backbone:
         started = time.perf_counter()
         value = spec.load(self.addon_location(name), spec, self)
         self._addons[name] = value
-        logger.info("loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started,
-                    module_bytes(value) / 2**20)
+        logger.info(
+            "loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started, module_bytes(value) / 2**20
+        )
         self._evict(keep=name)
         return value
 

@@ -34,7 +34,10 @@ def _capture(module: torch.nn.Module) -> _ModuleState:
         extras["encoder_hid_proj"] = module.encoder_hid_proj
         extras["encoder_hid_dim_type"] = module.config.encoder_hid_dim_type
     if hasattr(module, "get_input_embeddings"):  # textual inversion grows the text encoder's embeddings
-        extras["input_embeddings"] = module.get_input_embeddings()
+        try:
+            extras["input_embeddings"] = module.get_input_embeddings()
+        except NotImplementedError:  # e.g. ClapModel: two towers, no single input embedding
+            pass
     return _ModuleState(
         module=module,
         processors=processors,

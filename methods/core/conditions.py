@@ -47,7 +47,10 @@ def condition_cell(condition: Condition | str, inputs: EditInputs) -> tuple[Imag
         return _side_by_side(image, inputs.reference), f"Source | reference · {prompt}"
     if condition in {Condition.POSE, Condition.SKETCH, Condition.SEGMENTATION}:
         extra = inputs.notes.get("condition_caption", "")
-        return inputs.control_image, f"{condition.title} given to the methods{' · ' + extra if extra else ''} · {prompt}"
+        return (
+            inputs.control_image,
+            f"{condition.title} given to the methods{' · ' + extra if extra else ''} · {prompt}",
+        )
     if condition is Condition.LAYOUT:
         canvas = image if image is not None else Image.new("RGB", size, (235, 235, 235))
         phrases = ", ".join(f"[{b.phrase}]" for b in inputs.boxes)

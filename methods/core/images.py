@@ -41,7 +41,9 @@ def load_image(value: Any, what: str = "image") -> Image.Image:
         image = ImageOps.exif_transpose(image)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise InputError(f"The {what} could not be read as an image ({error}). Please upload a PNG, JPEG or WebP.") from None
+        raise InputError(
+            f"The {what} could not be read as an image ({error}). Please upload a PNG, JPEG or WebP."
+        ) from None
     return to_rgb(image)
 
 

@@ -95,7 +95,9 @@ def run_comparison(
     for index, name in enumerate(methods):
         method_cls = get_method(name)
         if method_cls.condition != condition:
-            raise InputError(f"{method_cls.label} belongs to the {method_cls.condition.value} tab, not {condition.value}.")
+            raise InputError(
+                f"{method_cls.label} belongs to the {method_cls.condition.value} tab, not {condition.value}."
+            )
         record: dict[str, Any] = {
             "method": name,
             "label": method_cls.label,
@@ -131,13 +133,20 @@ def run_comparison(
             cells.extend(Cell(image, f"{method_cls.label}: {text}", "extra") for image, text in output.extras)
         except InputError as error:
             record.update(status="skipped", seconds=round(time.perf_counter() - started, 3), message=str(error))
-            cells.append(Cell(text_card(f"Skipped: {error}", size), f"{method_cls.label} · skipped: {error}", "skipped"))
+            cells.append(
+                Cell(text_card(f"Skipped: {error}", size), f"{method_cls.label} · skipped: {error}", "skipped")
+            )
         except Exception as error:  # noqa: BLE001 - one method's failure must not kill the tab
             logger.error("%s failed:\n%s", name, traceback.format_exc())
             message = f"{type(error).__name__}: {error}"
             record.update(status="error", seconds=round(time.perf_counter() - started, 3), message=message)
-            cells.append(Cell(text_card(f"{method_cls.label} failed.\n{message}", size),
-                              f"{method_cls.label} · failed: {message}", "error"))
+            cells.append(
+                Cell(
+                    text_card(f"{method_cls.label} failed.\n{message}", size),
+                    f"{method_cls.label} · failed: {message}",
+                    "error",
+                )
+            )
         records.append(record)
     report(1.0, "done")
     grid = compose_grid([(c.image, c.caption) for c in cells])
@@ -147,8 +156,9 @@ def run_comparison(
     grid_path, record_path = out_dir / "grid.png", out_dir / "records.json"
     grid.save(grid_path)
     record_path.write_text(
-        json.dumps({"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}, indent=2,
-                   default=str)
+        json.dumps(
+            {"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}, indent=2, default=str
+        )
     )
     comparison.files = [grid_path, record_path]
     return comparison

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
 
-class Condition(str, Enum):
+class Condition(StrEnum):
     """The survey's input conditions, in the survey's order (= tab order)."""
 
     TEXT = "text"
@@ -53,7 +53,7 @@ _CONDITION_TITLES = {
 }
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     """The survey's learning strategies."""
 
     TRAINING_BASED = "training-based"
@@ -105,8 +105,10 @@ class Param:
                 number = float(value)
             except (TypeError, ValueError):
                 raise InputError(f"{self.title} must be a number, got {value!r}.") from None
-            if self.minimum is not None and number < self.minimum or (
-                self.maximum is not None and number > self.maximum
+            if (
+                self.minimum is not None
+                and number < self.minimum
+                or (self.maximum is not None and number > self.maximum)
             ):
                 raise InputError(f"{self.title} must lie in [{self.minimum}, {self.maximum}], got {number}.")
             return int(round(number)) if self.kind == "int" else number

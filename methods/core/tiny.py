@@ -133,7 +133,11 @@ def _controlnet(offset: int):
     # Real ControlNets start from zero convolutions and learn them; random ones must not be zero, or the
     # tiny control would have no effect at all and tests could not see it.
     with torch.no_grad():
-        zero_convs = [*model.controlnet_down_blocks, model.controlnet_mid_block, model.controlnet_cond_embedding.conv_out]
+        zero_convs = [
+            *model.controlnet_down_blocks,
+            model.controlnet_mid_block,
+            model.controlnet_cond_embedding.conv_out,
+        ]
         for conv in zero_convs:
             conv.weight.normal_(0.0, 0.05)
     return model
