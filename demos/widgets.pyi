@@ -87,11 +87,8 @@ class Photo(gr.Image):
             raise gr.Error(
                 f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
             ) from None
-    from collections.abc import Callable, Sequence
-    from typing import TYPE_CHECKING, Any, Literal
-
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
-
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component

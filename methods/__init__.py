@@ -12,6 +12,7 @@ from methods import (  # noqa: F401  (one module per method; its condition in th
     controlnet_scribble,  # sketch
     controlnet_seg,  # segmentation
     ddib_dit,  # class
+    drag_diffusion,  # drag
     gligen,  # layout
     ip_adapter,  # reference
     sd_inpaint,  # mask

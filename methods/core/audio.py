@@ -14,7 +14,6 @@ import io
 import logging
 import math
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -199,14 +198,9 @@ class ScoreCache:
                 self._entries.popitem(last=False)
 
 
-# One cache per backbone object (its CLAP weights), dropped with it; as in methods.core.inversion.
-_CACHES: weakref.WeakKeyDictionary[Any, ScoreCache] = weakref.WeakKeyDictionary()
-
-
 def score_cache(backbone: Backbone) -> ScoreCache:
-    if backbone not in _CACHES:
-        _CACHES[backbone] = ScoreCache()
-    return _CACHES[backbone]
+    """The backbone's CLAP score cache (owned by the backbone, dropped with it)."""
+    return backbone.cache("clap_scores", ScoreCache)
 
 
 def clap_scores(backbone: Backbone, audio: Audio, labels: Sequence[str] = DEFAULT_LABELS) -> list[tuple[str, float]]:

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +133,7 @@ class Backbone:
             module.eval().requires_grad_(False)
         self.load_seconds = time.perf_counter() - started
         self._addons: OrderedDict[str, Any] = OrderedDict()
+        self._caches: dict[str, Any] = {}
         logger.info(
             "backbone %s (%s) on %s/%s in %.1fs",
             self.profile.name,
@@ -234,6 +235,12 @@ class Backbone:
             del self._addons[oldest]
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def cache(self, name: str, factory: Callable[[], Any]) -> Any:
+        """A named cache owned by the backbone (inversions, CLAP scores...), made at first use."""
+        if name not in self._caches:
+            self._caches[name] = factory()
+        return self._caches[name]
 
     # -- shared state -------------------------------------------------------------------------------
     @contextmanager

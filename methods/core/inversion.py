@@ -17,7 +17,6 @@ keyed by the image bytes, prompt, step count and guidance (see :func:`inversion_
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,14 +184,9 @@ class InversionCache:
         self.hits = self.misses = 0
 
 
-# One cache per backbone object, dropped with it (the backbone module owns no inversion state).
-_CACHES: weakref.WeakKeyDictionary[Any, InversionCache] = weakref.WeakKeyDictionary()
-
-
 def inversion_cache(backbone: Backbone) -> InversionCache:
-    if backbone not in _CACHES:
-        _CACHES[backbone] = InversionCache()
-    return _CACHES[backbone]
+    """The backbone's inversion cache (owned by the backbone, dropped with it)."""
+    return backbone.cache("inversion", InversionCache)
 
 
 def image_digest(image: Image.Image) -> str:
