@@ -16,7 +16,7 @@ import methods  # noqa: E402, F401  (registers every method)
 from demos import tabs  # noqa: E402
 from demos.common import Hub  # noqa: E402
 from methods.core.backbone import Backbone  # noqa: E402
-from methods.core.settings import Settings  # noqa: E402
+from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
 TITLE = "Diffusion image-editing hub"
 INTRO = (
@@ -40,6 +40,7 @@ def build_app(hub: Hub, settings: Settings) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("HUB_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(argv)
+    quiet_libraries()
     hub = Hub(Backbone(settings))
     build_app(hub, settings).launch(
         server_name=settings.host,

@@ -28,7 +28,7 @@ from methods.core.backbone import Backbone, module_bytes  # noqa: E402
 from methods.core.examples import example_inputs  # noqa: E402
 from methods.core.registry import list_methods  # noqa: E402
 from methods.core.runner import run_comparison  # noqa: E402
-from methods.core.settings import Settings  # noqa: E402
+from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
 
 def memory(backbone: Backbone) -> str:
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None, help="subset of method names (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    quiet_libraries()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus")
     print(f"before loading: {memory_placeholder()}")

@@ -72,3 +72,18 @@ def test_addons_are_cached_and_evicted_beyond_budget(backbone) -> None:
     assert small.loaded_addons() == ["controlnet_seg"]
     small.addon("inpaint_unet")  # larger than the budget on its own: kept, everything older evicted
     assert small.loaded_addons() == ["inpaint_unet"]
+
+
+def test_pipelines_keep_the_backbones_half_precision() -> None:
+    """diffusers' from_pipe casts modules to float32 unless told otherwise; the backbone must tell it."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from methods.core.backbone import Backbone
+    from tests.conftest import tiny_settings
+
+    half = Backbone(tiny_settings())
+    half.base.to(dtype=torch.bfloat16)
+    half.dtype = torch.bfloat16
+    pipe = half.pipeline(StableDiffusionImg2ImgPipeline)
+    assert pipe.unet.dtype == half.unet.dtype == torch.bfloat16
+    assert half.vae.dtype == half.text_encoder.dtype == torch.bfloat16

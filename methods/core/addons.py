@@ -41,14 +41,14 @@ class AddonSpec:
 def _unet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     from diffusers import UNet2DConditionModel
 
-    model = UNet2DConditionModel.from_pretrained(location, subfolder=spec.subfolder, torch_dtype=backbone.dtype)
+    model = UNet2DConditionModel.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
     return model.to(backbone.device).eval().requires_grad_(False)
 
 
 def _controlnet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     from diffusers import ControlNetModel
 
-    model = ControlNetModel.from_pretrained(location, subfolder=spec.subfolder, torch_dtype=backbone.dtype)
+    model = ControlNetModel.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
     return model.to(backbone.device).eval().requires_grad_(False)
 
 
@@ -74,7 +74,7 @@ def _clap(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
 def _dit(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     from diffusers import DDIMScheduler, DiTTransformer2DModel
 
-    transformer = DiTTransformer2DModel.from_pretrained(location, subfolder="transformer", torch_dtype=backbone.dtype)
+    transformer = DiTTransformer2DModel.from_pretrained(location, subfolder="transformer", dtype=backbone.dtype)
     scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
     return transformer.to(backbone.device).eval().requires_grad_(False), scheduler
 

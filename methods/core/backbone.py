@@ -113,7 +113,7 @@ class Backbone:
         try:
             self.base = StableDiffusionPipeline.from_pretrained(
                 self.profile.location,
-                torch_dtype=self.dtype,
+                dtype=self.dtype,
                 safety_checker=None,
                 feature_extractor=None,
                 requires_safety_checker=False,
@@ -125,7 +125,7 @@ class Backbone:
             folder = tiny.ensure_built(self.settings.cache_dir, "base", tiny.build_base)
             self.profile = Profile("tiny", str(folder), f"loading {SD15_ID} failed: {error}")
             self.base = StableDiffusionPipeline.from_pretrained(
-                folder, torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False
+                folder, dtype=self.dtype, safety_checker=None, requires_safety_checker=False
             )
         self.base.to(self.device)
         self.base.set_progress_bar_config(disable=True)
@@ -194,7 +194,9 @@ class Backbone:
 
     def pipeline(self, cls: Any, scheduler: Any = None, **components: Any) -> Any:
         """A diffusers pipeline of class ``cls`` over the shared modules (``from_pipe``), DDIM by default."""
-        pipe = cls.from_pipe(self.base, scheduler=scheduler or self.scheduler_copy(), **components)
+        # from_pipe casts every module to `dtype` (float32 unless told): pass ours, or fp16 weights would be
+        # converted in place to fp32 on the GPU for every method.
+        pipe = cls.from_pipe(self.base, scheduler=scheduler or self.scheduler_copy(), dtype=self.dtype, **components)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

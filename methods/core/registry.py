@@ -26,9 +26,10 @@ def get_method(name: str) -> type[Method]:
 
 
 def list_methods(condition: Condition | str | None = None) -> list[type[Method]]:
-    """Registered methods, optionally for one condition, in registration order."""
+    """Registered methods (all: grouped by condition in the survey's order), or those of one condition."""
     if condition is None:
-        return list(_REGISTRY.values())
+        order = list(Condition)
+        return sorted(_REGISTRY.values(), key=lambda m: order.index(m.condition))
     condition = Condition(condition)
     return [m for m in _REGISTRY.values() if m.condition == condition]
 

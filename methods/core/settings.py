@@ -53,3 +53,14 @@ class Settings:
             device=args.device,
             addon_overrides=overrides,
         )
+
+
+def quiet_libraries() -> None:
+    """Keep diffusers / transformers to errors: from_pipe warns on every pipeline it builds."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
