@@ -8,7 +8,16 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, dump, mask_editor, mask_from, parse_json_list
+from demos.widgets import (
+    Photo,
+    display_size,
+    dump,
+    for_display,
+    mask_editor,
+    mask_from,
+    parse_json_list,
+    relative_click,
+)
 from methods.core.images import draw_drags
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
@@ -33,6 +42,10 @@ def parse_drags(text: str | None, size: tuple[int, int]) -> list[Drag]:
     return drags
 
 
+def _scaled(point: tuple[int, int], scale: float) -> tuple[int, int]:
+    return round(point[0] * scale), round(point[1] * scale)
+
+
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     inputs.image = hub.source_image(values["image"])
     inputs.drags = parse_drags(values["drag_points"], inputs.image.size)
@@ -48,7 +61,11 @@ def create_demo(hub: Hub) -> None:
     with gr.Row():
         image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
         canvas = Photo(
-            type="pil", interactive=False, label="Click handle (red), then target (blue)", elem_id="drag-canvas"
+            type="pil",
+            interactive=False,
+            label="Click handle (red), then target (blue)",
+            elem_id="drag-canvas",
+            height=360,
         )
     with gr.Row():
         drawing = mask_editor("Optional: paint the region allowed to move", elem_id="drag-mask")
@@ -66,13 +83,18 @@ def create_demo(hub: Hub) -> None:
             drags = parse_drags(text, photo.size)
         except InputError:
             drags = []
-        return draw_drags(photo, drags, mask_from(drawn, None, photo.size))
+        mask = mask_from(drawn, None, photo.size)
+        shown = display_size(photo.size)
+        scale = shown[0] / photo.size[0]
+        drags = [
+            Drag(tuple(round(v * scale) for v in d.handle), tuple(round(v * scale) for v in d.target)) for d in drags
+        ]
+        return draw_drags(for_display(photo), drags, mask.resize(shown) if mask is not None else None)
 
     def click(text: str, handle: Any, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
         if source is None:
             raise gr.Error("Upload a photo first.")
-        width, height = hub.source_image(source).size
-        x, y = evt.index[0] / max(width - 1, 1), evt.index[1] / max(height - 1, 1)
+        x, y = relative_click(evt, display_size(hub.source_image(source).size))
         if handle is None:
             return text, (x, y)
         items = parse_json_list(text, "drag points", DRAG_EXAMPLE)

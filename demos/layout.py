@@ -8,7 +8,7 @@ import gradio as gr
 from PIL import Image
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, dump, parse_json_list
+from demos.widgets import Photo, dump, for_display, parse_json_list, relative_click
 from methods.core.images import draw_boxes
 from methods.core.spec import Box, Condition, EditInputs, InputError
 
@@ -55,7 +55,12 @@ def create_demo(hub: Hub) -> None:
             elem_id="layout-image",
         )
         canvas = Photo(
-            type="pil", value=blank, interactive=False, label="Click two corners to add a box", elem_id="layout-canvas"
+            type="pil",
+            value=for_display(blank),
+            interactive=False,
+            label="Click two corners to add a box",
+            height=360,
+            elem_id="layout-canvas",
         )
     with gr.Row():
         phrase = gr.Textbox(label="Phrase for the next box", value="a red car")
@@ -67,7 +72,7 @@ def create_demo(hub: Hub) -> None:
     corner = gr.State(None)
 
     def background(source: Any) -> Image.Image:
-        return hub.source_image(source, required=False) if source is not None else blank
+        return for_display(hub.source_image(source, required=False) if source is not None else blank)
 
     def redraw(text: str, source: Any) -> Image.Image:
         try:
@@ -76,8 +81,7 @@ def create_demo(hub: Hub) -> None:
             return background(source)
 
     def click(text: str, pending: Any, words: str, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
-        width, height = background(source).size
-        x, y = evt.index[0] / width, evt.index[1] / height
+        x, y = relative_click(evt, background(source).size)
         if pending is None:
             return text, (x, y)
         items = parse_json_list(text, "boxes", BOX_EXAMPLE)

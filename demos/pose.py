@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, dump, parse_json_list
+from demos.widgets import Photo, display_size, dump, parse_json_list, relative_click
 from methods.core.images import fit_image, load_image
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
@@ -83,7 +83,8 @@ def create_demo(hub: Hub) -> None:
             label="Pose preview: pick a joint, then click where it goes",
             interactive=False,
             elem_id="pose-canvas",
-            value=render_pose(DEFAULT_KEYPOINTS, (hub.backbone.size,) * 2),
+            height=360,
+            value=render_pose(DEFAULT_KEYPOINTS, display_size((hub.backbone.size,) * 2)),
         )
         with gr.Column():
             joint = gr.Dropdown(list(BODY_JOINTS), value=BODY_JOINTS[4], label="Joint to move on click")
@@ -95,8 +96,12 @@ def create_demo(hub: Hub) -> None:
             reset = gr.Button("Reset to standing pose")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a dancer on a stage")
 
-    def preview(text: str, source: Any) -> Any:
+    def canvas_size(source: Any) -> tuple[int, int]:
         size = hub.source_image(source, required=False).size if source is not None else (hub.backbone.size,) * 2
+        return display_size(size)
+
+    def preview(text: str, source: Any) -> Any:
+        size = canvas_size(source)
         try:
             return render_pose(parse_keypoints(text), size)
         except InputError as error:
@@ -104,9 +109,8 @@ def create_demo(hub: Hub) -> None:
 
     def move_joint(text: str, name: str, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
         points = [None if p is None else list(p) for p in parse_keypoints(text)]
-        size = hub.source_image(source, required=False).size if source is not None else (hub.backbone.size,) * 2
-        x, y = evt.index
-        points[BODY_JOINTS.index(name)] = [round(x / size[0], 4), round(y / size[1], 4)]
+        x, y = relative_click(evt, canvas_size(source))
+        points[BODY_JOINTS.index(name)] = [round(x, 4), round(y, 4)]
         new_text = dump(points)
         return new_text, preview(new_text, source)
 

@@ -95,3 +95,23 @@ class Photo(gr.Image):
             raise gr.Error(
                 f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
             ) from None
+
+
+DISPLAY_SIDE = 512  # click canvases are shown at least this large (Gradio never upscales an image)
+
+
+def display_size(size: tuple[int, int]) -> tuple[int, int]:
+    scale = max(1.0, DISPLAY_SIDE / max(size))
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def for_display(image: Image.Image) -> Image.Image:
+    """The image a click canvas shows: upscaled to ``DISPLAY_SIDE``; clicks are read relative to it."""
+    size = display_size(image.size)
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def relative_click(evt: gr.SelectData, canvas_size: tuple[int, int]) -> tuple[float, float]:
+    """A click on a canvas of ``canvas_size`` pixels, as (x, y) in 0..1."""
+    width, height = canvas_size
+    return evt.index[0] / max(width - 1, 1), evt.index[1] / max(height - 1, 1)

@@ -70,3 +70,59 @@ def test_visit_every_tab_and_run_text(url: str, tmp_path: Path) -> None:
         page.screenshot(path=os.environ.get("HUB_SCREENSHOT", str(tmp_path / "text-tab.png")), full_page=True)
         assert gallery.locator("img").count() >= 2
         browser.close()
+
+
+def _click_fraction(page, selector: str, fx: float, fy: float) -> None:
+    """Click at a fraction of the picture as drawn (Gradio centres it in the img box, never upscaled)."""
+    image = page.locator(f"{selector} img").first
+    image.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function(f"() => document.querySelector('{selector} img').naturalWidth > 0", timeout=30_000)
+    box = image.bounding_box()
+    natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
+    left = box["x"] + (box["width"] - natural_w * scale) / 2
+    top = box["y"] + (box["height"] - natural_h * scale) / 2
+    page.mouse.click(left + fx * natural_w * scale, top + fy * natural_h * scale)
+
+
+def _wait_until(condition, seconds: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the UI did not update in time"
+        time.sleep(0.2)
+
+
+def test_clicks_place_drag_points_and_layout_boxes(url: str) -> None:
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name=Condition.DRAG.title, exact=True).click()
+        page.locator("#drag-image input[type=file]").set_input_files(str(ASSETS / "house.png"))
+        points = page.get_by_label("Drag points (JSON)")
+        page.wait_for_timeout(1500)
+        _click_fraction(page, "#drag-canvas", 0.25, 0.5)
+        page.wait_for_timeout(700)
+        _click_fraction(page, "#drag-canvas", 0.75, 0.5)
+        _wait_until(lambda: points.input_value() not in {"", "[]"})
+        (hx, hy, tx, ty) = json.loads(points.input_value())[0]
+        assert abs(hx - 0.25) < 0.05 and abs(tx - 0.75) < 0.05 and abs(hy - 0.5) < 0.05 and abs(ty - 0.5) < 0.05
+
+        page.get_by_role("tab", name=Condition.LAYOUT.title, exact=True).click()
+        page.get_by_label("Phrase for the next box").fill("a blue boat")
+        _click_fraction(page, "#layout-canvas", 0.2, 0.3)
+        page.wait_for_timeout(700)
+        _click_fraction(page, "#layout-canvas", 0.6, 0.8)
+        boxes_box = page.get_by_label("Boxes (JSON)")
+        _wait_until(lambda: "a blue boat" in boxes_box.input_value())
+        boxes = json.loads(boxes_box.input_value())
+        assert boxes[-1]["phrase"] == "a blue boat"
+        x0, y0, x1, y1 = boxes[-1]["box"]
+        assert abs(x0 - 0.2) < 0.05 and abs(y0 - 0.3) < 0.05 and abs(x1 - 0.6) < 0.05 and abs(y1 - 0.8) < 0.05
+        browser.close()
