@@ -17,9 +17,12 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     inputs.image = hub.source_image(values["image"])
     inputs.prompt = (values["prompt"] or "").strip()
     inputs.source_prompt = (values["source_prompt"] or "").strip()
+    inputs.instruction = (values["instruction"] or "").strip()
     inputs.negative_prompt = (values["negative_prompt"] or "").strip()
-    if not inputs.prompt:
-        raise InputError("Please write a target prompt: what the edited photo should show.")
+    if not inputs.prompt and not inputs.instruction:
+        raise InputError(
+            "Please write a target prompt (what the edited photo should show) or an instruction (what to change)."
+        )
     return inputs
 
 
@@ -29,11 +32,22 @@ def create_demo(hub: Hub) -> None:
         image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
         with gr.Column():
             prompt = gr.Textbox(value="", label="Target prompt", placeholder="a photo of a red house in the snow")
-            source_prompt = gr.Textbox(value="", label="Source prompt (optional: describes the photo)")
+            source_prompt = gr.Textbox(
+                value="", label="Source prompt (describes the photo; used by inversion-based methods)"
+            )
+            instruction = gr.Textbox(
+                value="", label="Instruction (for instruction-following methods)", placeholder="make it winter"
+            )
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
-    widgets = {"image": image, "prompt": prompt, "source_prompt": source_prompt, "negative_prompt": negative_prompt}
+    widgets = {
+        "image": image,
+        "prompt": prompt,
+        "source_prompt": source_prompt,
+        "instruction": instruction,
+        "negative_prompt": negative_prompt,
+    }
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(
-        [["assets/house.png", "a house in the snow, winter", "a house on a meadow, summer", ""]],
-        inputs=[image, prompt, source_prompt, negative_prompt],
+        [["assets/house.png", "a house in the snow, winter", "a house on a meadow, summer", "make it winter", ""]],
+        inputs=[image, prompt, source_prompt, instruction, negative_prompt],
     )

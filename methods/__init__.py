@@ -1,21 +1,41 @@
 """Editing methods, one file each; importing this package registers them all.
 
 Shared machinery lives in ``methods.core``. The registry is the only list of methods: tabs, tests and
-scripts read it, so a new method file appears everywhere once it is imported here.
+scripts read it, so a new method file appears everywhere once it is imported here (one import per
+line, grouped by condition in the survey's order; within a group, the order is the tab's order).
 """
 
+# isort: skip_file
 from __future__ import annotations
 
-from methods import (  # noqa: F401  (one module per method; its condition in the comment)
-    clap_sdedit,  # audio
-    controlnet_openpose,  # pose
-    controlnet_scribble,  # sketch
-    controlnet_seg,  # segmentation
-    ddib_dit,  # class
-    drag_diffusion,  # drag
-    gligen,  # layout
-    ip_adapter,  # reference
-    sd_inpaint,  # mask
-    sdedit,  # text
-)
-from methods.core.registry import get_method, list_methods, register  # noqa: F401
+# text
+from methods import sdedit  # noqa: F401
+
+# mask
+from methods import sd_inpaint  # noqa: F401
+
+# reference
+from methods import ip_adapter  # noqa: F401
+
+# pose
+from methods import controlnet_openpose  # noqa: F401
+
+# sketch
+from methods import controlnet_scribble  # noqa: F401
+
+# segmentation
+from methods import controlnet_seg  # noqa: F401
+
+# layout
+from methods import gligen  # noqa: F401
+
+# drag
+from methods import drag_diffusion  # noqa: F401
+
+# audio
+from methods import clap_sdedit  # noqa: F401
+
+# class
+from methods import ddib_dit  # noqa: F401
+
+from methods.core.registry import get_method, list_methods, register  # noqa: F401, E402

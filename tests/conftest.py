@@ -18,7 +18,7 @@ import methods  # noqa: E402, F401  (registers every method)
 from methods.core.backbone import Backbone  # noqa: E402
 from methods.core.settings import Settings  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(int(os.environ.get("HUB_TORCH_THREADS", max(1, min(2, os.cpu_count() or 1)))))
 
 
 def tiny_settings() -> Settings:

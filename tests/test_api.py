@@ -52,7 +52,12 @@ def editor(path: Path | None) -> dict:
 
 # Real inputs for each endpoint (by API parameter name).
 REQUESTS: dict[str, dict] = {
-    "text": {"image": HOUSE, "prompt": "a house in the snow", "source_prompt": "a house"},
+    "text": {
+        "image": HOUSE,
+        "prompt": "a house in the snow",
+        "source_prompt": "a house",
+        "instruction": "make it winter",
+    },
     "mask": {
         "image": HOUSE,
         "mask_drawing": None,

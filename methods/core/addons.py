@@ -163,6 +163,11 @@ ADDONS: dict[str, AddonSpec] = {
         AddonSpec(
             "openpose", "OpenPose body/hand/face annotator", "lllyasviel/Annotators", _openpose, tiny.build_openpose
         ),
+        # -- text methods (issue 3) --
+        # -- mask methods (issue 4) --
+        # -- reference methods (issue 4) --
+        # -- pose / sketch / segmentation (issue 5) --
+        # -- metrics (issue 6) --
     )
 }
 

@@ -25,6 +25,7 @@ def example_inputs(condition: Condition | str, backbone: Backbone, steps: int = 
     inputs = EditInputs(image=photo, prompt="a house in the snow, winter", steps=steps, guidance=7.5)
     if condition is Condition.TEXT:
         inputs.source_prompt = "a house on a meadow"
+        inputs.instruction = "make it winter"
     elif condition is Condition.MASK:
         inputs.mask = binary_mask(Image.open(ASSETS / "house_mask.png"), size)
         inputs.prompt = "a wooden door"

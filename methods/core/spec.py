@@ -176,6 +176,7 @@ class EditInputs:
     image: Image.Image | None = None
     prompt: str = ""
     source_prompt: str = ""
+    instruction: str = ""  # for instruction-following methods ("make it winter")
     negative_prompt: str = ""
     mask: Image.Image | None = None  # "L", 255 = region to edit
     control_image: Image.Image | None = None  # pose skeleton, sketch, segmentation map
@@ -194,7 +195,8 @@ class EditInputs:
 REQUIREMENT_TEXT = {
     "image": "a source image",
     "prompt": "a target prompt",
-    "source_prompt": "a source prompt",
+    "source_prompt": "a source prompt (describing the photo)",
+    "instruction": "an instruction (e.g. “make it winter”)",
     "mask": "a mask (draw or upload the region to edit)",
     "control_image": "a condition map",
     "reference": "a reference image",

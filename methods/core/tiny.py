@@ -315,6 +315,17 @@ def build_openpose(folder: Path) -> None:
         torch.save(state, folder / filename)
 
 
+# -- tiny builders for text methods (issue 3) --
+
+# -- tiny builders for mask methods (issue 4) --
+
+# -- tiny builders for reference methods (issue 4) --
+
+# -- tiny builders for pose / sketch / segmentation (issue 5) --
+
+# -- tiny builders for metrics (issue 6) --
+
+
 def ensure_built(root: Path, name: str, builder) -> Path:
     """Build a tiny component into ``root/name`` once; later calls reuse the folder."""
     folder = root / TINY_VERSION / name
