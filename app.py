@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 import methods  # noqa: E402, F401  (registers every method)
-from demos import tabs  # noqa: E402
+from demos import leaderboard, tabs  # noqa: E402
 from demos.common import Hub  # noqa: E402
 from methods.core.backbone import Backbone  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
@@ -33,6 +33,8 @@ def build_app(hub: Hub, settings: Settings) -> gr.Blocks:
         for tab in tabs():
             with gr.Tab(tab.CONDITION.title, id=tab.CONDITION.value):
                 tab.create_demo(hub)
+        with gr.Tab(leaderboard.TITLE, id="leaderboard"):
+            leaderboard.create_demo(hub)
     app.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return app
 

@@ -98,6 +98,13 @@ def _records_table(comparison: Comparison) -> list[list[Any]]:
     return rows
 
 
+def _metrics_rows(hub: Hub, comparison: Comparison, inputs: EditInputs) -> Any:
+    """The per-cell metrics table (evaluation.metrics), rounded for display."""
+    from evaluation.metrics import metrics_table
+
+    return metrics_table(hub.backbone, comparison, inputs).round(4)
+
+
 def build_tab(
     hub: Hub,
     condition: Condition,
@@ -121,6 +128,11 @@ def build_tab(
         randomize = gr.Checkbox(value=False, label="Randomize seed")
         steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
         cfg = gr.Slider(1.0, 20.0, value=7.5, step=0.5, label="Guidance scale", visible=guidance)
+        score = gr.Checkbox(
+            value=hub.backbone.device.type == "cuda",
+            label="Score the cells (CLIP, LPIPS, SSIM, PSNR, DINO structure)",
+            info="Loads the metric models at first use; off by default without a GPU.",
+        )
     param_components: list[tuple[str, str, gr.components.Component]] = []
     for method in methods:
         if not method.params:
@@ -137,6 +149,7 @@ def build_tab(
         format="png",
         elem_id=f"{condition.value}-gallery",
     )
+    metrics = gr.Dataframe(label="Metrics (source → each method's output)", visible=True, wrap=True)
     with gr.Accordion("Per-method record (reproduce any cell)", open=False):
         table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
         files = gr.File(label="Grid PNG and records JSON", file_count="multiple")
@@ -148,10 +161,10 @@ def build_tab(
 
     def process(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         named = dict(zip(widget_names, values[: len(widget_names)], strict=True))
-        chosen, seed_value, randomize_value, steps_value, guidance_value = values[
-            len(widget_names) : len(widget_names) + 5
+        chosen, seed_value, randomize_value, steps_value, guidance_value, score_value = values[
+            len(widget_names) : len(widget_names) + 6
         ]
-        param_values = values[len(widget_names) + 5 :]
+        param_values = values[len(widget_names) + 6 :]
         if not chosen:
             raise gr.Error("Select at least one method to compare.")
         seed_value = random.randint(0, MAX_SEED) if randomize_value else int(seed_value or 0)
@@ -171,6 +184,7 @@ def build_tab(
                 condition_cell=cell,
                 progress=lambda f, text: progress(f, desc=text),
             )
+            scores = _metrics_rows(hub, comparison, inputs) if score_value else None
         except InputError as error:
             raise gr.Error(str(error)) from None
         except gr.Error:
@@ -178,13 +192,14 @@ def build_tab(
         except Exception as error:  # noqa: BLE001 - never a stack trace in the UI
             logger.exception("%s tab failed", condition.value)
             raise gr.Error(f"Could not run the comparison: {type(error).__name__}: {error}") from None
-        return comparison.gallery, _records_table(comparison), [str(p) for p in comparison.files], seed_value
+        files = [str(p) for p in comparison.files]
+        return comparison.gallery, _records_table(comparison), files, seed_value, scores
 
     # Meaningful API parameter names for gradio_client: the widget names, then method__param.
     parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in widget_names]
     parameters += [
         inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale")
+        for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics")
     ]
     parameters += [inspect.Parameter(f"{m}__{p}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for m, p in param_keys]
     parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
@@ -192,8 +207,17 @@ def build_tab(
 
     run_button.click(
         process,
-        inputs=[*widgets.values(), method_box, seed, randomize, steps, cfg, *(c for _, _, c in param_components)],
-        outputs=[gallery, table, files, seed],
+        inputs=[
+            *widgets.values(),
+            method_box,
+            seed,
+            randomize,
+            steps,
+            cfg,
+            score,
+            *(c for _, _, c in param_components),
+        ],
+        outputs=[gallery, table, files, seed, metrics],
         api_name=condition.value,
         concurrency_limit=1,
         concurrency_id="gpu",

@@ -1,29 +1,144 @@
-"""Mask tab: repaint the region you paint (or upload as a white-on-black mask) from a prompt."""
+"""Mask tab: repaint a region from a prompt, or extend the canvas (outpainting).
+
+The mask is painted on the photo, uploaded (white = edit), or picked by clicking on the object with
+Segment Anything: object / background clicks and an optional box on the canvas, a choice among SAM's
+three candidate masks (with its scores), grow and smooth sliders, then "Use this mask". Outpainting
+methods make their own mask, so the tab also runs without one: the methods that need a mask then show a
+"skipped" cell saying so.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, editor_background, mask_editor, mask_from
+from demos.widgets import (
+    Photo,
+    display_size,
+    dump,
+    editor_background,
+    for_display,
+    mask_editor,
+    mask_from,
+    parse_json_list,
+    relative_click,
+)
+from methods.core import masks
+from methods.core.images import mask_overlay
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.MASK
+POINTS_EXAMPLE = "[[0.5, 0.4, 1], [0.1, 0.1, 0]] (x, y in 0..1; 1 = object, 0 = background)"
+BOX_EXAMPLE = "[0.1, 0.2, 0.6, 0.9] (x0, y0, x1, y1 in 0..1)"
+OBJECT, BACKGROUND, BOX = "object (positive click)", "background (negative click)", "box (click two corners)"
 
 
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     source = values["image"] if values["image"] is not None else editor_background(values["mask_drawing"])
     inputs.image = hub.source_image(source)
+    # No mask is allowed: outpainting makes its own, and the methods that need one become "skipped" cells.
     inputs.mask = mask_from(values["mask_drawing"], values["mask_image"], inputs.image.size)
-    if inputs.mask is None:
-        raise InputError("Please paint the region to edit on the photo (or upload a white-on-black mask).")
     inputs.prompt = (values["prompt"] or "").strip()
     inputs.negative_prompt = (values["negative_prompt"] or "").strip()
     if not inputs.prompt:
-        raise InputError("Please write a prompt: what should fill the masked region.")
+        raise InputError("Please write a prompt: what should fill the masked region (or the new canvas area).")
     return inputs
+
+
+# -- Segment Anything prompts ------------------------------------------------------------------------
+def _relative(value: Any, what: str, example: str) -> float:
+    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(f"The {what} must be numbers in 0..1, e.g. {example}.")
+    return float(value)
+
+
+def parse_points(text: str | None, size: tuple[int, int]) -> list[tuple[float, float, int]]:
+    """Clicks as JSON [[x, y, label], ...] (relative, 1 = object, 0 = background) -> pixels of ``size``."""
+    width, height = size
+    points = []
+    for item in parse_json_list(text, "clicks", POINTS_EXAMPLE):
+        if not (isinstance(item, list) and len(item) == 3 and item[2] in (0, 1)):
+            raise InputError(f"Each click is [x, y, label], e.g. {POINTS_EXAMPLE}.")
+        x, y = (_relative(v, "clicks", POINTS_EXAMPLE) for v in item[:2])
+        points.append((x * (width - 1), y * (height - 1), int(item[2])))
+    return points
+
+
+def parse_box(text: str | None, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """A box as JSON [x0, y0, x1, y1] (relative) -> pixels of ``size``; empty text = no box."""
+    values = parse_json_list(text, "box", BOX_EXAMPLE)
+    if not values:
+        return None
+    if len(values) != 4:
+        raise InputError(f"The box is four numbers, e.g. {BOX_EXAMPLE}.")
+    x0, y0, x1, y1 = (_relative(v, "box", BOX_EXAMPLE) for v in values)
+    width, height = size
+    return min(x0, x1) * (width - 1), min(y0, y1) * (height - 1), max(x0, x1) * (width - 1), max(y0, y1) * (height - 1)
+
+
+def segment(hub: Hub, photo: Image.Image, points_text: str, box_text: str) -> list[Any]:
+    """SAM's candidate masks for the clicks and box (empty without any); errors as sentences (gr.Error)."""
+    from methods.core.sam import segmenter
+
+    try:
+        points, box = parse_points(points_text, photo.size), parse_box(box_text, photo.size)
+    except InputError as error:
+        raise gr.Error(str(error)) from None
+    if not points and box is None:
+        return []
+    try:
+        return segmenter(hub.backbone).predict(photo, points, box)
+    except Exception as error:  # noqa: BLE001 - loading or running SAM: say so instead of a stack trace
+        raise gr.Error(f"Segment Anything could not run ({type(error).__name__}: {error}).") from None
+
+
+def choice_update(candidates: list[Any], keep: str | None) -> dict[str, Any]:
+    choices = [(f"mask {i + 1} · score {c.score:.2f}", str(i)) for i, c in enumerate(candidates)]
+    values = [value for _, value in choices]
+    if keep not in values:
+        keep = str(int(np.argmax([c.score for c in candidates]))) if candidates else None
+    return gr.update(choices=choices, value=keep)
+
+
+def selected_mask(candidates: list[Any], choice: str | None, grow: float, smoothing: float) -> Image.Image | None:
+    if not candidates:
+        return None
+    candidate = candidates[int(choice) if choice is not None and int(choice) < len(candidates) else 0]
+    return masks.dilate(masks.smooth(masks.from_bool(candidate.mask), smoothing), grow)
+
+
+def draw_prompts(photo: Image.Image, points_text: str, box_text: str, mask: Image.Image | None) -> Image.Image:
+    """The click canvas: the photo at display size, the mask in blue, object clicks green, background red."""
+    shown = for_display(photo)
+    if mask is not None:
+        shown = mask_overlay(shown, mask.resize(shown.size, Image.Resampling.NEAREST), (40, 120, 255))
+    draw = ImageDraw.Draw(shown)
+    radius = max(3, shown.width // 90)
+    for x, y, label in parse_points(points_text, shown.size):
+        color = (40, 220, 60) if label == 1 else (255, 50, 50)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color, outline=(255, 255, 255))
+    box = parse_box(box_text, shown.size)
+    if box is not None:
+        draw.rectangle(box, outline=(255, 210, 0), width=max(2, radius // 2))
+    return shown
+
+
+def add_click(
+    points_text: str, box_text: str, pending: Any, mode: str, relative: tuple[float, float]
+) -> tuple[str, str, Any]:
+    """A canvas click: a labelled point, or one corner of the box (the second corner closes it)."""
+    x, y = round(relative[0], 4), round(relative[1], 4)
+    if mode == BOX:
+        if pending is None:
+            return points_text, box_text, (x, y)
+        return points_text, dump([pending[0], pending[1], x, y]), None
+    items = parse_json_list(points_text, "clicks", POINTS_EXAMPLE)
+    items.append([x, y, 1 if mode == OBJECT else 0])
+    return dump(items), box_text, None
 
 
 def create_demo(hub: Hub) -> None:
@@ -31,13 +146,84 @@ def create_demo(hub: Hub) -> None:
     with gr.Row():
         image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="mask-image")
         drawing = mask_editor(elem_id="mask-drawing")
+    with gr.Accordion("…or click on the object: Segment Anything", open=True):
+        with gr.Row():
+            canvas = Photo(
+                type="pil",
+                interactive=False,
+                label="Click the object (green) / background (red); the mask is blue",
+                elem_id="mask-sam-canvas",
+                height=360,
+            )
+            with gr.Column():
+                mode = gr.Radio([OBJECT, BACKGROUND, BOX], value=OBJECT, label="A click adds")
+                points = gr.Textbox(label="Clicks (JSON)", value="[]", lines=2, info=POINTS_EXAMPLE)
+                box = gr.Textbox(label="Box (JSON, optional)", value="", info=BOX_EXAMPLE)
+                choice = gr.Radio([], label="SAM's candidate masks (predicted IoU)", type="value")
+                grow = gr.Slider(0, 32, value=0, step=1, label="Grow (dilate, px)")
+                smoothing = gr.Slider(
+                    0,
+                    8,
+                    value=0,
+                    step=0.5,
+                    label="Smooth the outline (px)",
+                    info="Blur and re-threshold: fills pinholes and jagged edges. Masks stay binary here; "
+                    "the soft seam is each method's feather setting.",
+                )
+                with gr.Row():
+                    clear = gr.Button("Clear clicks")
+                    use = gr.Button("Use this mask", variant="secondary", elem_id="mask-sam-use")
     with gr.Row():
         mask_image = Photo(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
         with gr.Column():
-            prompt = gr.Textbox(value="", label="Prompt for the masked region", placeholder="a wooden bench")
+            prompt = gr.Textbox(
+                value="", label="Prompt for the masked region (or the new area)", placeholder="a wooden bench"
+            )
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
-    # The uploaded photo becomes the editor's background, so the mask is painted over it.
+            gr.Markdown("No mask? The outpainting methods extend the canvas on their own; the others are skipped.")
+    pending = gr.State(None)
+
+    def refresh(source: Any, points_text: str, box_text: str, keep: str | None, grow_px: float, smooth_px: float):
+        if source is None:
+            return None, gr.update(choices=[], value=None)
+        photo = hub.source_image(source)
+        candidates = segment(hub, photo, points_text, box_text)
+        update = choice_update(candidates, keep)
+        mask = selected_mask(candidates, update["value"], grow_px, smooth_px)
+        return draw_prompts(photo, points_text, box_text, mask), update
+
+    def on_prompts(source: Any, points_text: str, box_text: str, grow_px: float, smooth_px: float):
+        return refresh(source, points_text, box_text, None, grow_px, smooth_px)  # new clicks: the best mask
+
+    def click(points_text: str, box_text: str, pending_corner: Any, mode_value: str, source: Any, evt: gr.SelectData):
+        if source is None:
+            raise gr.Error("Upload a photo first.")
+        relative = relative_click(evt, display_size(hub.source_image(source).size))
+        return add_click(points_text, box_text, pending_corner, mode_value, relative)
+
+    def use_mask(source: Any, points_text: str, box_text: str, keep: str | None, grow_px: float, smooth_px: float):
+        if source is None:
+            raise gr.Error("Upload a photo first.")
+        photo = hub.source_image(source)
+        mask = selected_mask(segment(hub, photo, points_text, box_text), keep, grow_px, smooth_px)
+        if mask is None or not masks.as_bool(mask).any():
+            raise gr.Error("No mask yet: click on the object first (or pick another candidate).")
+        gr.Info("The mask is now in the mask upload box; strokes painted in the editor were cleared.")
+        return mask, source  # the editor reset to the plain photo, so the uploaded mask is the one used
+
+    prompts_in = [image, points, box, grow, smoothing]
+    view_in = [image, points, box, choice, grow, smoothing]
     image.change(lambda im: im, inputs=image, outputs=drawing, api_visibility="private")
+    image.change(lambda: ("[]", "", None), None, [points, box, pending], api_visibility="private").then(
+        on_prompts, prompts_in, [canvas, choice], api_visibility="private"
+    )
+    for trigger in (points.change, box.change):
+        trigger(on_prompts, prompts_in, [canvas, choice], api_visibility="private")
+    for trigger in (choice.input, grow.release, smoothing.release):
+        trigger(refresh, view_in, [canvas, choice], api_visibility="private")
+    canvas.select(click, [points, box, pending, mode, image], [points, box, pending], api_visibility="private")
+    clear.click(lambda: ("[]", "", None), None, [points, box, pending], api_visibility="private")
+    use.click(use_mask, view_in, [mask_image, drawing], api_visibility="private")
     widgets = {
         "image": image,
         "mask_drawing": drawing,
@@ -47,6 +233,9 @@ def create_demo(hub: Hub) -> None:
     }
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(
-        [["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""]],
+        [
+            ["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""],
+            ["assets/house.png", None, None, "a house on a wide meadow", ""],
+        ],
         inputs=[image, drawing, mask_image, prompt, negative_prompt],
     )

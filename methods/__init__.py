@@ -10,12 +10,28 @@ from __future__ import annotations
 
 # text
 from methods import sdedit  # noqa: F401
+from methods import ledits_pp  # noqa: F401
+from methods import instruct_pix2pix  # noqa: F401
+from methods import diffedit  # noqa: F401
+from methods import imagic  # noqa: F401
+from methods import prompt_to_prompt  # noqa: F401
+from methods import null_text_p2p  # noqa: F401
+from methods import plug_and_play  # noqa: F401
+from methods import masactrl  # noqa: F401
 
 # mask
 from methods import sd_inpaint  # noqa: F401
+from methods import blended_latent  # noqa: F401
+from methods import masked_sdedit  # noqa: F401
+from methods import repaint  # noqa: F401
+from methods import outpaint  # noqa: F401
 
 # reference
 from methods import ip_adapter  # noqa: F401
+from methods import ip_adapter_inpaint  # noqa: F401
+from methods import paint_by_example  # noqa: F401
+from methods import reference_only  # noqa: F401
+from methods import textual_inversion  # noqa: F401
 
 # pose
 from methods import controlnet_openpose  # noqa: F401

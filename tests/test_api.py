@@ -16,7 +16,7 @@ from PIL import Image
 from app import build_app
 from demos.common import Hub
 from methods.core.pose import DEFAULT_KEYPOINTS
-from methods.core.registry import list_methods
+from methods.core.registry import get_method, list_methods
 from methods.core.spec import Condition
 from tests.conftest import tiny_settings
 
@@ -64,7 +64,13 @@ REQUESTS: dict[str, dict] = {
         "mask_image": handle_file(str(ASSETS / "house_mask.png")),
         "prompt": "a wooden door",
     },
-    "reference": {"image": HOUSE, "reference": handle_file(str(ASSETS / "reference_pattern.png")), "prompt": "a house"},
+    "reference": {
+        "image": HOUSE,
+        "reference": handle_file(str(ASSETS / "reference_pattern.png")),
+        "prompt": "a house",
+        "mask_drawing": None,
+        "mask_image": handle_file(str(ASSETS / "house_mask.png")),
+    },
     "pose": {
         "image": HOUSE,
         "pose_mode": "keypoints",
@@ -97,7 +103,7 @@ def test_requests_cover_every_condition() -> None:
 
 @pytest.mark.parametrize("condition", list(REQUESTS))
 def test_endpoint_returns_condition_and_method_cells(client: Client, condition: str) -> None:
-    gallery, records, files, seed = client.predict(**REQUESTS[condition], seed=5, steps=2, api_name=f"/{condition}")
+    gallery, records, files, seed, _ = client.predict(**REQUESTS[condition], seed=5, steps=2, api_name=f"/{condition}")
     methods = [m.name for m in list_methods(condition)]
     assert seed == 5
     assert len(gallery) >= 1 + len(methods)
@@ -131,9 +137,14 @@ def test_empty_prompt_says_what_to_do(client: Client) -> None:
     assert "prompt" in message.lower()
 
 
-def test_missing_mask_says_what_to_do(client: Client) -> None:
-    message = _error_of(client, image=HOUSE, mask_drawing=None, mask_image=None, prompt="a door", api_name="/mask")
-    assert "mask" in message.lower()
+def test_missing_mask_skips_the_masked_methods_and_outpaints(client: Client) -> None:
+    _, records, _, _, _ = client.predict(
+        image=HOUSE, mask_drawing=None, mask_image=None, prompt="a door", steps=2, api_name="/mask"
+    )
+    for name, status, message in ((row[0], row[1], row[7]) for row in records["data"]):
+        needs_mask = "mask" in get_method(name).requires
+        assert status == ("skipped" if needs_mask else "ok"), (name, status, message)
+        assert not needs_mask or "needs a mask" in message
 
 
 def test_no_method_selected(client: Client) -> None:
@@ -172,7 +183,17 @@ def test_unusual_photos_are_normalised(client: Client, tmp_path: Path, kind: str
     else:
         ramp = (np.linspace(0, 65535, 300 * 200).reshape(200, 300)).astype(np.uint16)
         Image.fromarray(ramp).save(path)
-    gallery, records, _, _ = client.predict(image=handle_file(str(path)), prompt="snow", steps=2, api_name="/text")
+    gallery, records, _, _, _ = client.predict(image=handle_file(str(path)), prompt="snow", steps=2, api_name="/text")
     assert records["data"][0][1] == "ok"
     out = Image.open(gallery[1]["image"])
     assert max(out.size) == 128 and out.mode == "RGB"
+
+
+def test_metrics_toggle_adds_a_row_per_method(client: Client) -> None:
+    _, records, _, _, metrics = client.predict(
+        **REQUESTS["text"], seed=1, steps=2, show_metrics=True, methods=["sdedit"], api_name="/text"
+    )
+    assert records["data"][0][1] == "ok"
+    headers = metrics["headers"]
+    assert "method" in headers and any("SSIM" in h or "ssim" in h for h in headers)
+    assert len(metrics["data"]) == 1

@@ -52,6 +52,7 @@ def test_runs_with_defaults_and_restores_shared_state(backbone, name: str) -> No
     assert record["status"] == "ok", record["message"]
     output = comparison.result(name)
     expected = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
+    expected = method.output_size(expected, method.resolve_params(None), backbone.size_multiple)
     assert output.size == expected
     assert backbone.state_fingerprint() == before_state
     after_weights = weights_checksum(backbone)

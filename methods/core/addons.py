@@ -85,6 +85,60 @@ def _openpose(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     return OpenposeDetector.from_pretrained(location).to(backbone.device)
 
 
+def _metric_clip(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    # Metric models stay in float32 on every device, so scores do not depend on the backbone's dtype.
+    model = CLIPModel.from_pretrained(location, dtype=torch.float32).to(backbone.device).eval()
+    return model.requires_grad_(False), CLIPProcessor.from_pretrained(location)
+
+
+def _metric_dino(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    import torch
+    from transformers import ViTImageProcessor, ViTModel
+
+    model = ViTModel.from_pretrained(location, add_pooling_layer=False, dtype=torch.float32).to(backbone.device).eval()
+    return model.requires_grad_(False), ViTImageProcessor.from_pretrained(location)
+
+
+def _metric_lpips(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    """A folder holding ``lpips_<net>.pth`` (a whole torchmetrics LPIPS state dict), or ``lpips:<net>``."""
+    import torch
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    if location.startswith("lpips:"):
+        # torchvision's ImageNet trunk (torchvision fetches it once into the torch cache) + torchmetrics' heads.
+        network = _LPIPS(pretrained=True, net=location.split(":", 1)[1], pnet_rand=False)
+    else:
+        net = spec.weight_name or "alex"
+        network = _LPIPS(pretrained=False, net=net, pnet_rand=True)
+        state = torch.load(Path(location) / f"lpips_{net}.pth", map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    return network.to(backbone.device).eval().requires_grad_(False)
+
+
+def _paint_by_example_encoder(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    """PaintByExampleImageEncoder (its config is a CLIPVisionConfig) and the CLIPImageProcessor beside it."""
+    from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
+    from transformers import CLIPImageProcessor, CLIPVisionConfig
+
+    config = CLIPVisionConfig.from_pretrained(location, subfolder=spec.subfolder)
+    model = PaintByExampleImageEncoder.from_pretrained(
+        location, subfolder=spec.subfolder, config=config, dtype=backbone.dtype
+    )
+    processor = CLIPImageProcessor.from_pretrained(location, subfolder="feature_extractor")
+    return model.to(backbone.device).eval().requires_grad_(False), processor
+
+
+def _sam(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    """Segment Anything: the architecture from its config, then the plain state-dict file (real or tiny)."""
+    from methods.core import sam
+
+    weights = sam.weights_path(location, spec.weight_name or sam.VIT_B_FILE)
+    return sam.load_sam(weights, sam.config_beside(weights), backbone.device)
+
+
 ADDONS: dict[str, AddonSpec] = {
     spec.name: spec
     for spec in (
@@ -164,10 +218,64 @@ ADDONS: dict[str, AddonSpec] = {
             "openpose", "OpenPose body/hand/face annotator", "lllyasviel/Annotators", _openpose, tiny.build_openpose
         ),
         # -- text methods (issue 3) --
+        AddonSpec(
+            "instruct_pix2pix_unet",
+            "InstructPix2Pix UNet (8 input channels: noisy latent + photo latent)",
+            "timbrooks/instruct-pix2pix",
+            _unet,
+            tiny.build_instruct_pix2pix_unet,
+            subfolder="unet",
+        ),
         # -- mask methods (issue 4) --
+        AddonSpec(
+            "sam",
+            "Segment Anything ViT-B (click-to-segment masks)",
+            "ybelkada/segment-anything",
+            _sam,
+            tiny.build_sam,
+            weight_name="checkpoints/sam_vit_b_01ec64.pth",
+        ),
         # -- reference methods (issue 4) --
+        AddonSpec(
+            "paint_by_example_unet",
+            "Paint-by-Example UNet (9 input channels, conditioned on an exemplar image)",
+            "Fantasy-Studio/Paint-by-Example",
+            _unet,
+            tiny.build_paint_by_example_unet,
+            subfolder="unet",
+        ),
+        AddonSpec(
+            "paint_by_example_image_encoder",
+            "Paint-by-Example exemplar encoder (CLIP ViT-L/14 + mapper) and its image processor",
+            "Fantasy-Studio/Paint-by-Example",
+            _paint_by_example_encoder,
+            tiny.build_paint_by_example_image_encoder,
+            subfolder="image_encoder",
+        ),
         # -- pose / sketch / segmentation (issue 5) --
         # -- metrics (issue 6) --
+        AddonSpec(
+            "metric_clip",
+            "CLIP ViT-L/14 for CLIP score and CLIP directional similarity (evaluation)",
+            "openai/clip-vit-large-patch14",
+            _metric_clip,
+            tiny.build_metric_clip,
+        ),
+        AddonSpec(
+            "metric_dino",
+            "DINO ViT-S/8 for the self-similarity structure distance (evaluation)",
+            "facebook/dino-vits8",
+            _metric_dino,
+            tiny.build_metric_dino,
+        ),
+        AddonSpec(
+            "metric_lpips",
+            "LPIPS (AlexNet trunk + linear heads, torchmetrics) for perceptual preservation (evaluation)",
+            "lpips:alex",
+            _metric_lpips,
+            tiny.build_metric_lpips,
+            weight_name="alex",
+        ),
     )
 }
 

@@ -35,7 +35,15 @@ def _capture(module: torch.nn.Module) -> _ModuleState:
         extras["encoder_hid_dim_type"] = module.config.encoder_hid_dim_type
     if hasattr(module, "get_input_embeddings"):  # textual inversion grows the text encoder's embeddings
         try:
-            extras["input_embeddings"] = module.get_input_embeddings()
+            embeddings = module.get_input_embeddings()
+            if isinstance(embeddings, torch.nn.Embedding):  # vision models answer with a patch Conv2d
+                extras["input_embeddings"] = embeddings
+                # transformers 5 grows the embedding in place (same module, new weight tensor): keep both.
+                extras["input_embeddings_weight"] = (
+                    embeddings.weight,
+                    embeddings.weight.data,
+                    embeddings.num_embeddings,
+                )
         except NotImplementedError:  # e.g. ClapModel: two towers, no single input embedding
             pass
     return _ModuleState(
@@ -54,8 +62,16 @@ def _restore(state: _ModuleState) -> None:
     if "encoder_hid_proj" in state.extras:
         module.encoder_hid_proj = state.extras["encoder_hid_proj"]
         module.register_to_config(encoder_hid_dim_type=state.extras["encoder_hid_dim_type"])
-    if "input_embeddings" in state.extras and module.get_input_embeddings() is not state.extras["input_embeddings"]:
-        module.set_input_embeddings(state.extras["input_embeddings"])
+    if "input_embeddings" in state.extras:
+        embeddings = state.extras["input_embeddings"]
+        if module.get_input_embeddings() is not embeddings:
+            module.set_input_embeddings(embeddings)
+        weight, data, rows = state.extras["input_embeddings_weight"]
+        if embeddings.weight is not weight:
+            embeddings.weight = weight
+        if weight.data_ptr() != data.data_ptr() or weight.shape != data.shape:
+            weight.data = data
+        embeddings.num_embeddings = rows
     module.train(state.training)
     for parameter, flag in zip(module.parameters(), state.requires_grad, strict=False):
         parameter.requires_grad_(flag)
@@ -70,6 +86,17 @@ def shared_state(modules: dict[str, Any], scheduler: Any, tokenizer: Any) -> dic
             fingerprint[f"{name}.processors"] = {k: id(v) for k, v in module.attn_processors.items()}
         if hasattr(module, "encoder_hid_proj"):
             fingerprint[f"{name}.encoder_hid_proj"] = id(module.encoder_hid_proj)
+        if hasattr(module, "get_input_embeddings"):
+            try:
+                embeddings = module.get_input_embeddings()
+            except NotImplementedError:
+                embeddings = None
+            if isinstance(embeddings, torch.nn.Embedding):
+                fingerprint[f"{name}.embeddings"] = tuple(embeddings.weight.shape)
+        if isinstance(module, torch.nn.Module):
+            fingerprint[f"{name}.hooks"] = sum(
+                len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()
+            )
         if hasattr(module, "training"):
             fingerprint[f"{name}.training"] = module.training
             fingerprint[f"{name}.trainable"] = sum(p.requires_grad for p in module.parameters())

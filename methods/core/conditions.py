@@ -40,11 +40,15 @@ def condition_cell(condition: Condition | str, inputs: EditInputs) -> tuple[Imag
         source = f" · source: “{inputs.source_prompt}”" if inputs.source_prompt else ""
         return image, f"Source{source} · target {prompt}"
     if condition is Condition.MASK:
+        if inputs.mask is None:  # outpainting needs no mask; the methods that do are skipped
+            return image, f"Source, no mask (only methods that make their own mask run) · {prompt}"
         return mask_overlay(image, inputs.mask), f"Source with mask (red = region to edit) · {prompt}"
     if condition is Condition.REFERENCE:
         if image is None:
             return inputs.reference, f"Reference image (no source: generation) · {prompt}"
-        return _side_by_side(image, inputs.reference), f"Source | reference · {prompt}"
+        source = mask_overlay(image, inputs.mask) if inputs.mask is not None else image
+        masked = " (red = mask)" if inputs.mask is not None else ""
+        return _side_by_side(source, inputs.reference), f"Source{masked} | reference · {prompt}"
     if condition in {Condition.POSE, Condition.SKETCH, Condition.SEGMENTATION}:
         extra = inputs.notes.get("condition_caption", "")
         return (

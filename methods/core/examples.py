@@ -32,6 +32,7 @@ def example_inputs(condition: Condition | str, backbone: Backbone, steps: int = 
     elif condition is Condition.REFERENCE:
         inputs.reference = load_image(ASSETS / "reference_pattern.png")
         inputs.prompt = "a house"
+        inputs.mask = binary_mask(Image.open(ASSETS / "house_mask.png"), size)  # for the masked reference methods
     elif condition is Condition.POSE:
         inputs.control_image = render_pose(DEFAULT_KEYPOINTS, size)
         inputs.prompt = "an astronaut standing"

@@ -268,5 +268,10 @@ class Method:
                 missing.append(REQUIREMENT_TEXT.get(field_name, field_name))
         return missing
 
+    @classmethod
+    def output_size(cls, size: tuple[int, int], params: dict[str, Any], multiple: int) -> tuple[int, int]:
+        """The output's size for an input of ``size`` (methods that change the canvas override this)."""
+        return size
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         raise NotImplementedError

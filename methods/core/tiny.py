@@ -316,14 +316,139 @@ def build_openpose(folder: Path) -> None:
 
 
 # -- tiny builders for text methods (issue 3) --
+def build_instruct_pix2pix_unet(folder: Path) -> None:
+    """InstructPix2Pix's UNet: 8 input channels (noisy latent + source latent), as in timbrooks/instruct-pix2pix."""
+    tiny_unet(in_channels=8).save_pretrained(folder / "unet")
+
 
 # -- tiny builders for mask methods (issue 4) --
 
+
+def build_sam(folder: Path) -> None:
+    """Segment Anything at a tiny config (128 px input, 2-block ViT), saved as a plain state dict under the
+    public ViT-B checkpoint's file name, with its config beside it (``methods.core.sam`` reads both)."""
+    from methods.core import sam
+
+    config = sam.SamConfig(
+        image_size=TINY_SIZE,
+        patch_size=16,
+        encoder_embed_dim=32,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=(1,),
+        window_size=4,
+        prompt_embed_dim=32,
+        mask_in_chans=4,
+        decoder_depth=2,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+        iou_head_hidden_dim=32,
+    )
+    _seeded(600)
+    sam.save_sam(sam.build_sam(config), config, folder, sam.VIT_B_FILE)
+
+
 # -- tiny builders for reference methods (issue 4) --
+
+
+def build_paint_by_example_unet(folder: Path) -> None:
+    """Paint-by-Example's 9-channel UNet (latents + masked-image latents + mask), layout of its "unet" folder."""
+    from diffusers import UNet2DConditionModel
+
+    _seeded(700)  # its own seed: not a copy of the SD inpainting UNet (tiny_unet seeds by channel count)
+    unet = UNet2DConditionModel(sample_size=TINY_SIZE // 8, in_channels=9, out_channels=4, **_UNET_BLOCKS)
+    unet.save_pretrained(folder / "unet")
+
+
+def build_paint_by_example_image_encoder(folder: Path) -> None:
+    """PaintByExampleImageEncoder (CLIP ViT + mapper + projection to the UNet's context size) and its
+    CLIPImageProcessor, in the "image_encoder" / "feature_extractor" folders of Fantasy-Studio/Paint-by-Example."""
+    from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
+    from transformers import CLIPImageProcessor, CLIPVisionConfig
+
+    _seeded(701)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,  # the mapper has (layers + 1) // 5 = 1 transformer block, as the real one has 5 of 24
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=CROSS_DIM,
+    )
+    PaintByExampleImageEncoder(config).save_pretrained(folder / "image_encoder")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder / "feature_extractor"
+    )
+
 
 # -- tiny builders for pose / sketch / segmentation (issue 5) --
 
 # -- tiny builders for metrics (issue 6) --
+
+
+def build_metric_clip(folder: Path) -> None:
+    """CLIPModel + CLIPProcessor in the root layout of openai/clip-vit-large-patch14."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tokenizer = _clip_tokenizer()
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 77,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    # Seed chosen so image-text cosines of this random CLIP take both signs (most seeds give all one sign, and
+    # the CLIP score clamps negatives to 0, which would leave the tiny score constant).
+    _seeded(607)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def build_metric_dino(folder: Path) -> None:
+    """A DINO-style ViT (ViTModel, patch 8, no pooler) + ViTImageProcessor, layout of facebook/dino-vits8."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    _seeded(601)
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=64,
+        patch_size=8,
+        qkv_bias=True,
+    )
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    # DINO's preprocessing: ImageNet mean / std (the real processor resizes to 224).
+    ViTImageProcessor(
+        size={"height": 64, "width": 64}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ).save_pretrained(folder)
+
+
+def build_metric_lpips(folder: Path) -> None:
+    """torchmetrics' LPIPS network (AlexNet trunk, random weights) with its packaged linear heads, saved whole."""
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    _seeded(602)
+    folder.mkdir(parents=True, exist_ok=True)
+    # pnet_rand: torchvision's AlexNet with weights=None (no download); pretrained: torchmetrics' shipped heads.
+    network = _LPIPS(pretrained=True, net="alex", pnet_rand=True)
+    torch.save(network.state_dict(), folder / "lpips_alex.pth")
 
 
 def ensure_built(root: Path, name: str, builder) -> Path:

@@ -1,0 +1,260 @@
+"""An Image is Worth One Word: Personalizing Text-to-Image Generation using Textual Inversion (Gal et al., 2023).
+
+https://arxiv.org/abs/2208.01618 — Test-time fine-tuning of one word: a new pseudo-word ``<ref>`` is added
+to the tokenizer and its embedding vector v (initialised from a coarse word such as "object") is optimised,
+with the text encoder and the UNet frozen, to minimise the usual denoising loss on the reference image:
+E_{t, eps} || eps - eps_theta(z_t, t, c("a photo of <ref>")) ||^2, where z_t is the reference's VAE latent
+noised to a random timestep and the prompt comes from a few neutral templates. The learnt vector then
+behaves like a word: "a photo of <ref>" generates the concept, and prompts can place it in new contexts;
+with a source photo the hub edits it image-to-image (SDEdit) with that prompt. The paper optimises for
+thousands of steps; here a few dozen steps run per request (a demo of the mechanism, not a converged
+embedding). The token is added and removed with diffusers' ``load_textual_inversion`` /
+``unload_textual_inversion``; afterwards the shared tokenizer, embedding matrix (object, shape and values)
+and text-encoder config are put back exactly as they were, also when the run fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from PIL import Image, ImageOps
+
+from methods.core.registry import register
+from methods.core.spec import (
+    Condition,
+    EditInputs,
+    FloatParam,
+    InputError,
+    IntParam,
+    Method,
+    MethodOutput,
+    Paper,
+    Param,
+    RunContext,
+    Strategy,
+)
+
+logger = logging.getLogger(__name__)
+
+TOKEN = "<ref>"
+TEMPLATES = (  # from the paper's object templates
+    "a photo of a {}",
+    "a rendering of a {}",
+    "a cropped photo of the {}",
+    "a close-up photo of a {}",
+    "a bright photo of the {}",
+    "a good photo of a {}",
+)
+EVAL_TIMESTEPS = (100, 300, 500, 700, 900)  # fixed (timestep, noise) pairs on which the loss is reported
+
+
+@dataclass
+class Learned:
+    vector: torch.Tensor
+    train_losses: list[float]
+    eval_before: float
+    eval_after: float
+
+
+@register
+class TextualInversion(Method):
+    name = "textual_inversion"
+    label = "Textual Inversion"
+    condition = Condition.REFERENCE
+    strategy = Strategy.TEST_TIME_FINETUNING
+    paper = Paper(
+        "An Image is Worth One Word: Personalizing Text-to-Image Generation using Textual Inversion",
+        2023,
+        "https://arxiv.org/abs/2208.01618",
+    )
+    summary = f"Learns a new word {TOKEN} from the reference (only its embedding is trained), then prompts with it."
+    params = (
+        IntParam("train_steps", 30, 0, 1000, help="Optimisation steps for the new embedding (the paper uses ~5000)."),
+        FloatParam("learning_rate", 5e-3, 1e-4, 0.1, step=1e-4, help="Adam learning rate for the embedding."),
+        Param("init_word", "text", "object", help="The new word starts from this word's embedding (token mean)."),
+        FloatParam("strength", 0.7, 0.05, 1.0, help="With a source photo: how far it is noised (img2img)."),
+    )
+    requires = ("reference",)
+
+    def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
+        backbone = ctx.backbone
+        edit = inputs.image is not None
+        pipe = backbone.pipeline(StableDiffusionImg2ImgPipeline if edit else StableDiffusionPipeline)
+        init = init_embedding(pipe, params["init_word"])
+        prompt = target_prompt(inputs.prompt)
+        sampling = max(1, int(inputs.steps * params["strength"])) if edit else inputs.steps
+        total = params["train_steps"] + sampling
+        latents = encode(pipe, inputs.reference, backbone.size)
+        trainer = torch.Generator(device=ctx.generator.device).manual_seed(ctx.seed)  # sampling keeps ctx.generator
+        steps, rate = params["train_steps"], params["learning_rate"]
+        with added_token(pipe, TOKEN, init) as token_id:
+            learned = learn_embedding(
+                pipe, latents, token_id, init, steps, rate, trainer, lambda i, _: ctx.report(i, total)
+            )
+            with torch.no_grad():
+                pipe.text_encoder.get_input_embeddings().weight[token_id] = learned.vector.to(init.dtype)
+
+            def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                ctx.report(steps + step + 1, total)
+                return {}
+
+            common = {
+                "prompt": prompt,
+                "negative_prompt": inputs.negative_prompt or None,
+                "num_inference_steps": inputs.steps,
+                "guidance_scale": inputs.guidance,
+                "generator": ctx.generator,
+                "callback_on_step_end": callback,
+            }
+            if edit:
+                image = pipe(image=inputs.image, strength=params["strength"], **common).images[0]
+            else:
+                image = pipe(height=backbone.size, width=backbone.size, **common).images[0]
+        info = {
+            "prompt": prompt,
+            "eval loss before": round(learned.eval_before, 6),
+            "eval loss after": round(learned.eval_after, 6),
+        }
+        return MethodOutput(image, info)
+
+
+def target_prompt(prompt: str) -> str:
+    """The user's prompt if it names the new word, else "a photo of <ref>" (plus the prompt as context)."""
+    prompt = prompt.strip()
+    if TOKEN in prompt:
+        return prompt
+    return f"a photo of {TOKEN}" + (f", {prompt}" if prompt else "")
+
+
+def init_embedding(pipe: Any, word: str) -> torch.Tensor:
+    ids = pipe.tokenizer(word.strip(), add_special_tokens=False).input_ids if word.strip() else []
+    if not ids:
+        raise InputError("Please give Textual Inversion an init word (e.g. “object”, “dog”, “painting”).")
+    with torch.no_grad():
+        return pipe.text_encoder.get_input_embeddings().weight[ids].mean(dim=0).clone()
+
+
+@torch.no_grad()
+def encode(pipe: Any, reference: Image.Image, size: int) -> torch.Tensor:
+    """The reference, centre-cropped to a square at the model's resolution, as a VAE latent (mode)."""
+    square = ImageOps.fit(reference.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+    pixels = pipe.image_processor.preprocess(square).to(pipe.vae.device, pipe.vae.dtype)
+    return pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+
+
+@contextmanager
+def added_token(pipe: Any, token: str, init: torch.Tensor) -> Iterator[int]:
+    """Add ``token`` (diffusers' load_textual_inversion), yield its id; afterwards remove it and restore the
+    tokenizer, the embedding module, its weight and the text encoder's config exactly, also on error.
+
+    transformers' ``resize_token_embeddings`` grows the *shared* embedding module in place (it swaps the
+    weight's ``.data`` for a larger tensor), and ``unload_textual_inversion`` installs a new module over a
+    view of that tensor: both are undone here by putting back the module and its original tensor.
+    """
+    tokenizer, text_encoder = pipe.tokenizer, pipe.text_encoder
+    embeddings, length = text_encoder.get_input_embeddings(), len(tokenizer)
+    weight = embeddings.weight
+    data, rows, padding = weight.data, embeddings.num_embeddings, embeddings.padding_idx
+    text_config = text_encoder.config.get_text_config()
+    vocab_size, had_attribute = text_config.vocab_size, "vocab_size" in vars(text_encoder)
+    old_attribute = vars(text_encoder).get("vocab_size")
+    backend = _vocabulary_state(tokenizer)
+    try:
+        pipe.load_textual_inversion({token: init}, token=token)
+        yield tokenizer.convert_tokens_to_ids(token)
+    finally:
+        try:
+            if token in tokenizer.get_vocab():
+                pipe.unload_textual_inversion(token)
+        except Exception:  # noqa: BLE001 - the exact restore below must still run
+            logger.exception("unload_textual_inversion failed; restoring the tokenizer directly")
+        text_encoder.set_input_embeddings(embeddings)
+        if embeddings.weight is not weight:
+            embeddings.weight = weight
+        weight.data = data
+        embeddings.num_embeddings, embeddings.padding_idx = rows, padding
+        text_config.vocab_size = vocab_size
+        if had_attribute:
+            text_encoder.vocab_size = old_attribute
+        else:
+            vars(text_encoder).pop("vocab_size", None)
+        if backend is not None and (len(tokenizer) != length or _vocabulary_state(tokenizer) != backend):
+            from tokenizers import Tokenizer
+
+            tokenizer._tokenizer = Tokenizer.from_str(json.dumps(backend))
+
+
+def _vocabulary_state(tokenizer: Any) -> dict[str, Any] | None:
+    """The fast tokenizer's definition without the per-call truncation / padding settings."""
+    if not hasattr(tokenizer, "_tokenizer"):
+        return None
+    state = json.loads(tokenizer._tokenizer.to_str())
+    return {key: value for key, value in state.items() if key not in {"truncation", "padding"}}
+
+
+def learn_embedding(
+    pipe: Any,
+    latents: torch.Tensor,
+    token_id: int,
+    init: torch.Tensor,
+    steps: int,
+    learning_rate: float,
+    generator: torch.Generator,
+    report: Callable[[int, int], None] = lambda step, total: None,
+) -> Learned:
+    """Optimise only the new word's vector with the denoising loss; the models stay frozen."""
+    tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
+    scheduler, device = pipe.scheduler, latents.device
+    velocity = scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
+    vector = torch.nn.Parameter(init.detach().float().clone())
+    prompts = [template.format(TOKEN) for template in TEMPLATES]
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(device)
+
+    def inject(module: Any, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return torch.where((args[0] == token_id)[..., None], vector.to(output.dtype), output)
+
+    def loss_on(rows: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        batch = latents.expand(len(timesteps), -1, -1, -1)
+        noisy = scheduler.add_noise(batch, noise, timesteps)
+        context = text_encoder(ids[rows])[0]
+        prediction = unet(noisy, timesteps, encoder_hidden_states=context).sample
+        target = scheduler.get_velocity(batch, noise, timesteps) if velocity else noise
+        return F.mse_loss(prediction.float(), target.float())
+
+    evaluation = (
+        torch.arange(len(EVAL_TIMESTEPS), device=device) % len(prompts),
+        torch.tensor(EVAL_TIMESTEPS, device=device),
+        torch.randn((len(EVAL_TIMESTEPS), *latents.shape[1:]), generator=generator, device=device).to(latents.dtype),
+    )
+    handle = text_encoder.get_input_embeddings().register_forward_hook(inject)
+    try:
+        with torch.no_grad():
+            eval_before = float(loss_on(*evaluation))
+        optimizer = torch.optim.Adam([vector], lr=learning_rate)
+        losses = []
+        with torch.enable_grad():
+            for step in range(steps):
+                row = torch.randint(len(prompts), (1,), generator=generator, device=device)
+                t = torch.randint(scheduler.config.num_train_timesteps, (1,), generator=generator, device=device)
+                noise = torch.randn(latents.shape, generator=generator, device=device).to(latents.dtype)
+                loss = loss_on(row, t, noise)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                report(step + 1, steps)
+        with torch.no_grad():
+            eval_after = float(loss_on(*evaluation))
+    finally:
+        handle.remove()
+    return Learned(vector.detach(), losses, eval_before, eval_after)
