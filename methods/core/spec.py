@@ -180,6 +180,8 @@ class EditInputs:
     negative_prompt: str = ""
     mask: Image.Image | None = None  # "L", 255 = region to edit
     control_image: Image.Image | None = None  # pose skeleton, sketch, segmentation map
+    # More condition maps for multi-condition methods, by kind ("pose", "sketch", "segmentation").
+    extra_controls: dict[str, Image.Image] = field(default_factory=dict)
     reference: Image.Image | None = None
     boxes: list[Box] = field(default_factory=list)
     drags: list[Drag] = field(default_factory=list)
