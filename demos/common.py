@@ -195,13 +195,13 @@ def build_tab(
         files = [str(p) for p in comparison.files]
         return comparison.gallery, _records_table(comparison), files, seed_value, scores
 
-    # Meaningful API parameter names for gradio_client: the widget names, then method__param.
-    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in widget_names]
-    parameters += [
-        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for n in ("methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics")
-    ]
-    parameters += [inspect.Parameter(f"{m}__{p}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for m, p in param_keys]
+    # Meaningful API parameter names for gradio_client: the widget names, then method__param. Every parameter
+    # defaults to None in the signature, so gradio_client treats a widget without an initial value (an optional
+    # mask, a second map) as optional too: a widget added to a tab later never breaks an older client call, and
+    # a missing required input is the tab's own sentence ("Please upload...") rather than a client TypeError.
+    names = [*widget_names, "methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics"]
+    names += [f"{m}__{p}" for m, p in param_keys]
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
     parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
 

@@ -1,15 +1,19 @@
-"""Pose tab: the pose map comes from a photo (OpenPose), from keypoints placed by clicks, or an upload."""
+"""Pose tab: the pose map comes from keypoints placed by clicks (the default skeleton, or a pose detected by
+OpenPose and then moved), from a photo (OpenPose with body / hands / face toggles), or an upload. An optional
+mask (painted over the source photo, or uploaded) lets the re-pose methods redraw only that region."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, display_size, dump, parse_json_list, relative_click
+from demos.widgets import Photo, display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
 from methods.core.images import fit_image, load_image
-from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, detect_pose, render_pose
+from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, Keypoints, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.POSE
@@ -32,17 +36,60 @@ def parse_keypoints(text: str | None) -> list[tuple[float, float] | None]:
     return parsed
 
 
+def keypoints_text(keypoints: Keypoints) -> str:
+    return dump([None if p is None else [round(float(p[0]), 4), round(float(p[1]), 4)] for p in keypoints])
+
+
+def move_keypoint(text: str, joint: str, x: float, y: float) -> str:
+    """The keypoints JSON with ``joint`` moved to (x, y) (relative); an absent joint is placed there."""
+    points = list(parse_keypoints(text))
+    points[BODY_JOINTS.index(joint)] = (x, y)
+    return keypoints_text(points)
+
+
+def pose_photo_of(hub: Hub, values: dict[str, Any]) -> Image.Image:
+    photo = values["pose_photo"] if values["pose_photo"] is not None else values["image"]
+    if photo is None:
+        raise InputError("Upload a photo of a person to detect the pose from (or switch the pose mode).")
+    return fit_image(load_image(photo, "the pose photo"), hub.backbone.size, hub.backbone.size_multiple)
+
+
+def detected_keypoints(hub: Hub, pose_photo: Any, source: Any) -> str:
+    """OpenPose's body keypoints of the first person, as the editable keypoints JSON."""
+    photo = pose_photo_of(hub, {"pose_photo": pose_photo, "image": source})
+    _, keypoints = detect_pose(hub.backbone, photo)
+    if keypoints is None:
+        raise InputError("OpenPose found no person in the photo. Try another photo or place keypoints by hand.")
+    return keypoints_text(keypoints)
+
+
+def pose_preview(keypoints: Keypoints, size: tuple[int, int], photo: Image.Image | None = None) -> Image.Image:
+    """The skeleton to click on: over the dimmed photo when there is one (the methods get it on black)."""
+    skeleton = render_pose(keypoints, size)
+    if photo is None:
+        return skeleton
+    bones = np.asarray(skeleton)
+    under = np.asarray(photo.convert("RGB").resize(size), dtype=np.float32) * 0.45
+    drawn = bones.max(axis=2, keepdims=True) > 0
+    return Image.fromarray(np.where(drawn, bones, under.astype(np.uint8)))
+
+
 def pose_map(hub: Hub, values: dict[str, Any], size: tuple[int, int]) -> tuple[Any, str]:
     mode = values["pose_mode"]
     if mode == "detect from photo":
-        photo = values["pose_photo"] if values["pose_photo"] is not None else values["image"]
-        if photo is None:
-            raise InputError("Upload a photo of a person to detect the pose from (or switch the pose mode).")
-        photo = fit_image(load_image(photo, "the pose photo"), hub.backbone.size, hub.backbone.size_multiple)
-        picture, keypoints = detect_pose(hub.backbone, photo)
+        hands, face = bool(values.get("detect_hands")), bool(values.get("detect_face"))
+        try:
+            picture, keypoints = detect_pose(hub.backbone, pose_photo_of(hub, values), hands=hands, face=face)
+        except ModuleNotFoundError as error:  # controlnet_aux draws hands with matplotlib's colour helpers
+            raise InputError(
+                f"Drawing detected hands needs the {error.name} package (pip install {error.name}); "
+                "untick “Detect hands” or install it."
+            ) from None
         if keypoints is None:
             raise InputError("OpenPose found no person in the photo. Try another photo or place keypoints by hand.")
-        return picture.resize(size), f"detected by OpenPose ({sum(k is not None for k in keypoints)} joints)"
+        parts = " + ".join(["body", *(["hands"] if hands else []), *(["face"] if face else [])])
+        joints = sum(k is not None for k in keypoints)
+        return picture.resize(size), f"detected by OpenPose ({parts}; {joints} body joints)"
     if mode == "upload pose map":
         if values["pose_map"] is None:
             raise InputError("Upload a pose map (an OpenPose skeleton on black), or switch the pose mode.")
@@ -55,7 +102,10 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     inputs.image = hub.source_image(values["image"], required=False)
     size = inputs.image.size if inputs.image is not None else (hub.backbone.size, hub.backbone.size)
     inputs.control_image, caption = pose_map(hub, values, size)
-    inputs.notes["condition_caption"] = f"pose {caption}"
+    if inputs.image is not None:
+        inputs.mask = mask_from(values.get("mask_drawing"), values.get("mask_image"), size)
+    masked = "; mask given (re-pose redraws inside it)" if inputs.mask is not None else ""
+    inputs.notes["condition_caption"] = f"pose {caption}{masked}"
     inputs.prompt = (values["prompt"] or "").strip()
     if not inputs.prompt:
         raise InputError("Please write a prompt describing the person to draw in this pose.")
@@ -76,6 +126,10 @@ def create_demo(hub: Hub) -> None:
             pose_photo = Photo(
                 type="pil", label="Photo to detect the pose from (default: the source)", sources=["upload"], height=160
             )
+            with gr.Row():
+                hands = gr.Checkbox(value=False, label="Detect hands", info="“detect from photo” mode")
+                face = gr.Checkbox(value=False, label="Detect face", info="“detect from photo” mode")
+            detect = gr.Button("Detect the pose → editable keypoints (body)", elem_id="pose-detect")
             uploaded = Photo(type="pil", label="Pose map upload", sources=["upload"], height=160)
     with gr.Row():
         canvas = Photo(
@@ -95,29 +149,44 @@ def create_demo(hub: Hub) -> None:
             )
             reset = gr.Button("Reset to standing pose")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a dancer on a stage")
+    with gr.Accordion("Mask for re-posing inside a region (optional; needs the source photo)", open=False):
+        with gr.Row():
+            mask_drawing = mask_editor("Mask: paint over the person to redraw", elem_id="pose-mask-drawing")
+            mask_image = Photo(type="pil", label="…or upload a mask (white = redraw)", sources=["upload"], height=200)
+        gr.Markdown("Without a mask the re-pose methods are skipped; the others ignore it.")
+
+    def source_of(source: Any) -> Image.Image | None:
+        return hub.source_image(source, required=False) if source is not None else None
 
     def canvas_size(source: Any) -> tuple[int, int]:
-        size = hub.source_image(source, required=False).size if source is not None else (hub.backbone.size,) * 2
-        return display_size(size)
+        photo = source_of(source)
+        return display_size(photo.size if photo is not None else (hub.backbone.size,) * 2)
 
     def preview(text: str, source: Any) -> Any:
-        size = canvas_size(source)
         try:
-            return render_pose(parse_keypoints(text), size)
+            return pose_preview(parse_keypoints(text), canvas_size(source), source_of(source))
         except InputError as error:
             raise gr.Error(str(error)) from None
 
-    def move_joint(text: str, name: str, source: Any, evt: gr.SelectData) -> tuple[str, Any]:
-        points = [None if p is None else list(p) for p in parse_keypoints(text)]
+    def move_joint(text: str, name: str, source: Any, evt: gr.SelectData) -> str:
         x, y = relative_click(evt, canvas_size(source))
-        points[BODY_JOINTS.index(name)] = [round(x, 4), round(y, 4)]
-        new_text = dump(points)
-        return new_text, preview(new_text, source)
+        try:
+            return move_keypoint(text, name, x, y)
+        except InputError as error:
+            raise gr.Error(str(error)) from None
+
+    def detect_into_keypoints(photo: Any, source: Any) -> tuple[str, str]:
+        try:
+            return detected_keypoints(hub, photo, source), MODES[0]
+        except InputError as error:
+            raise gr.Error(str(error)) from None
 
     keypoints.change(preview, [keypoints, image], canvas, api_visibility="private")
     image.change(preview, [keypoints, image], canvas, api_visibility="private")
-    canvas.select(move_joint, [keypoints, joint, image], [keypoints, canvas], api_visibility="private")
+    image.change(lambda im: im, inputs=image, outputs=mask_drawing, api_visibility="private")
+    canvas.select(move_joint, [keypoints, joint, image], keypoints, api_visibility="private")
     reset.click(lambda: dump([list(p) for p in DEFAULT_KEYPOINTS]), None, keypoints, api_visibility="private")
+    detect.click(detect_into_keypoints, [pose_photo, image], [keypoints, mode], api_visibility="private")
     widgets = {
         "image": image,
         "pose_mode": mode,
@@ -125,6 +194,10 @@ def create_demo(hub: Hub) -> None:
         "pose_map": uploaded,
         "keypoints": keypoints,
         "prompt": prompt,
+        "detect_hands": hands,
+        "detect_face": face,
+        "mask_drawing": mask_drawing,
+        "mask_image": mask_image,
     }
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(

@@ -35,12 +35,20 @@ from methods import textual_inversion  # noqa: F401
 
 # pose
 from methods import controlnet_openpose  # noqa: F401
+from methods import t2i_adapter_openpose  # noqa: F401
+from methods import controlnet_repose  # noqa: F401
 
 # sketch
 from methods import controlnet_scribble  # noqa: F401
+from methods import controlnet_lineart  # noqa: F401
+from methods import t2i_adapter_sketch  # noqa: F401
+from methods import sdedit_strokes  # noqa: F401
 
 # segmentation
 from methods import controlnet_seg  # noqa: F401
+from methods import t2i_adapter_seg  # noqa: F401
+from methods import multi_controlnet  # noqa: F401
+from methods import seg_region_edit  # noqa: F401
 
 # layout
 from methods import gligen  # noqa: F401

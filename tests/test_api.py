@@ -78,6 +78,7 @@ REQUESTS: dict[str, dict] = {
         "pose_map": None,
         "keypoints": json.dumps([list(p) for p in DEFAULT_KEYPOINTS]),
         "prompt": "an astronaut",
+        "mask_image": handle_file(str(ASSETS / "house_mask.png")),  # the re-pose methods redraw inside it
     },
     "sketch": {
         "sketch": None,
@@ -85,7 +86,14 @@ REQUESTS: dict[str, dict] = {
         "image": None,
         "prompt": "a house with a tree",
     },
-    "segmentation": {"segmap": editor(ASSETS / "segmap_village.png"), "image": None, "prompt": "a village"},
+    "segmentation": {
+        "segmap": editor(ASSETS / "segmap_village.png"),
+        "image": HOUSE,
+        "prompt": "a village",
+        "region_mode": "class",
+        "region_class": "water",
+        "pose_mode": "keypoints",
+    },
     "layout": {
         "image": None,
         "boxes": json.dumps([{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}]),

@@ -273,9 +273,6 @@ def test_mask_tab_without_a_mask_outpaints_and_skips_the_rest(backbone) -> None:
             assert status[name] == ("ok", ""), status[name]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="methods/core/conditions.py draws the mask overlay unconditionally (diff in the report)"
-)
 def test_condition_cell_without_a_mask(backbone) -> None:
     inputs = _no_mask_inputs(backbone)
     picture, caption = condition_cell("mask", inputs)

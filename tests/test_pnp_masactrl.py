@@ -45,9 +45,13 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_target_equal_to_source_reproduces_the_reconstruction(backbone, photo, make, kind: str) -> None:
     prompt = "a house on a meadow"
     result = edit(backbone, photo, make(), prompt, prompt, kind)
-    plain = reconstruct(backbone, result.inversion)
-    assert relative(result.source, plain) <= 1e-6  # measured 0: the source rows go through the same SDPA call
+    # The same two-branch sampler with a pass-through controller: the same batch [src_u, tgt_u, src_c, tgt_c].
+    passthrough = edit(backbone, photo, AttentionController(STEPS), prompt, prompt, kind)
+    assert relative(result.source, passthrough.source) <= 1e-6  # measured 0: the source rows are left alone
     assert relative(result.target, result.source) <= 1e-6  # measured 0: the injected rows equal the target's own
+    # And the two-branch source is the plain one-branch reconstruction (batch of 2), up to the float noise of
+    # batch-size-dependent CPU kernels (measured 0 on one CPU, 3.7e-6 relative on another).
+    assert relative(passthrough.source, reconstruct(backbone, result.inversion)) <= 1e-4
 
 
 class RecordingPnP(PlugAndPlayController):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.core.attention import edit_photo
+from methods.core.attention import AttentionController, edit_photo
 from methods.core.examples import example_inputs
 from methods.core.inversion import INVERSION_KINDS, reconstruct
 from methods.core.runner import run_comparison
@@ -84,13 +84,31 @@ def test_identical_prompts_reproduce_the_source_reconstruction(backbone, photo, 
     options = {"inner_steps": 3} if kind == "null-text" else {}
     edit, controller, _ = run_edit(backbone, inputs, params(), inversion=kind, **options)
     assert (controller.cross_until, controller.self_until) == (3, 2)
-    plain = reconstruct(backbone, edit.inversion)  # one branch, batch of 2, diffusers' own attention
-    scale = float(plain.abs().max())
-    # The controller leaves the source rows to the same SDPA call as the plain UNet: measured difference 0.
-    assert float((edit.source - plain).abs().max()) <= 1e-6 * scale
+    # The same two-branch sampler with a pass-through controller: the same batch [src_u, tgt_u, src_c, tgt_c].
+    ctx = RunContext(backbone=backbone, seed=0, generator=torch.Generator().manual_seed(0))
+    passthrough = edit_photo(
+        ctx,
+        photo,
+        prompt,
+        prompt,
+        STEPS,
+        inputs.guidance,
+        AttentionController(STEPS),
+        inversion=kind,
+        inversion_options=options,
+    )
+    scale = float(passthrough.source.abs().max())
+    # The controller leaves the source rows to the same SDPA call: measured difference 0.
+    assert float((edit.source - passthrough.source).abs().max()) <= 1e-6 * scale
     if kind == "direct":  # its per-step correction goes to the source branch only (the pivot), not the edit
-        assert float((edit.source - edit.inversion.trajectory[0]).abs().max()) < 1e-3 * scale  # measured 4e-4
         return
+    # The two-branch source is the plain one-branch reconstruction (batch of 2), up to the float noise of
+    # batch-size-dependent CPU kernels (measured 0 on one CPU, 1.1e-6 to 3.7e-6 relative on another). Direct
+    # inversion is left out here: its corrections cancel the guided noise exactly only for the batch they were
+    # computed with, and at guidance 7.5 on random weights that noise is ~40x the latent (test_inversion.py
+    # checks its reconstruction).
+    plain = reconstruct(backbone, edit.inversion)
+    assert float((passthrough.source - plain).abs().max()) <= 1e-4 * float(plain.abs().max())
     # The target gets exactly the source's maps but applies them as an explicit softmax product instead of
     # SDPA; the float difference grows through the steps (measured relative: 2.4e-6 ddim, 2.3e-6 null-text,
     # 7.3e-6 negative-prompt).

@@ -139,6 +139,30 @@ def _sam(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     return sam.load_sam(weights, sam.config_beside(weights), backbone.device)
 
 
+def _t2i_adapter(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    from diffusers import T2IAdapter
+
+    model = T2IAdapter.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
+    return model.to(backbone.device).eval().requires_grad_(False)
+
+
+def _semantic_segmenter(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    """A transformers semantic segmenter (UperNet, SegFormer...) and its image processor, in float32 so the
+    argmax over classes does not depend on the backbone's dtype."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(location, dtype=torch.float32)
+    return model.to(backbone.device).eval().requires_grad_(False), AutoImageProcessor.from_pretrained(location)
+
+
+def _line_annotator(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+    """A controlnet_aux line / edge annotator (lineart, HED, PiDiNet) from its .pth files (real or tiny)."""
+    from methods.core.annotators import load_line_annotator
+
+    return load_line_annotator(spec.name, location, backbone.device)
+
+
 ADDONS: dict[str, AddonSpec] = {
     spec.name: spec
     for spec in (
@@ -253,6 +277,62 @@ ADDONS: dict[str, AddonSpec] = {
             subfolder="image_encoder",
         ),
         # -- pose / sketch / segmentation (issue 5) --
+        AddonSpec(
+            "controlnet_lineart",
+            "ControlNet v1.1 Lineart",
+            "lllyasviel/control_v11p_sd15_lineart",
+            _controlnet,
+            tiny.build_controlnet_lineart,
+        ),
+        AddonSpec(
+            "t2i_adapter_openpose",
+            "T2I-Adapter OpenPose (trained on SD 1.4)",
+            "TencentARC/t2iadapter_openpose_sd14v1",
+            _t2i_adapter,
+            tiny.build_t2i_adapter_openpose,
+        ),
+        AddonSpec(
+            "t2i_adapter_sketch",
+            "T2I-Adapter Sketch (grey edge maps; trained on SD 1.4)",
+            "TencentARC/t2iadapter_sketch_sd14v1",
+            _t2i_adapter,
+            tiny.build_t2i_adapter_sketch,
+        ),
+        AddonSpec(
+            "annotator_lineart",
+            "Lineart annotator (controlnet_aux LineartDetector: sk_model.pth + sk_model2.pth)",
+            "lllyasviel/Annotators",
+            _line_annotator,
+            tiny.build_annotator_lineart,
+        ),
+        AddonSpec(
+            "annotator_hed",
+            "HED soft-edge annotator (controlnet_aux HEDdetector: ControlNetHED.pth)",
+            "lllyasviel/Annotators",
+            _line_annotator,
+            tiny.build_annotator_hed,
+        ),
+        AddonSpec(
+            "annotator_pidinet",
+            "PiDiNet soft-edge annotator (controlnet_aux PidiNetDetector: table5_pidinet.pth)",
+            "lllyasviel/Annotators",
+            _line_annotator,
+            tiny.build_annotator_pidinet,
+        ),
+        AddonSpec(
+            "t2i_adapter_seg",
+            "T2I-Adapter Segmentation (trained on COCO-Stuff colour maps with SD 1.4)",
+            "TencentARC/t2iadapter_seg_sd14v1",
+            _t2i_adapter,
+            tiny.build_t2i_adapter_seg,
+        ),
+        AddonSpec(
+            "ade20k_segmenter",
+            "UperNet ConvNeXt-S semantic segmenter (ADE20K, 150 classes) for maps from photos",
+            "openmmlab/upernet-convnext-small",
+            _semantic_segmenter,
+            tiny.build_ade20k_segmenter,
+        ),
         # -- metrics (issue 6) --
         AddonSpec(
             "metric_clip",

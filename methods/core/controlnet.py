@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
+from diffusers import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+)
 
 from methods.core.spec import EditInputs, FloatParam, MethodOutput, Paper, RunContext
 
@@ -28,9 +32,18 @@ CONTROL_PARAMS = (
 
 
 def controlnet_call(
-    ctx: RunContext, inputs: EditInputs, params: dict[str, Any], addon: str
+    ctx: RunContext,
+    inputs: EditInputs,
+    params: dict[str, Any],
+    addon: str,
+    masked: bool = False,
+    unet: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """The pipeline and keyword arguments of one ControlNet run (shared by the methods and their tests)."""
+    """The pipeline and keyword arguments of one ControlNet run (shared by the methods and their tests).
+
+    ``masked``: regenerate only inside ``inputs.mask`` (``StableDiffusionControlNetInpaintPipeline``); ``unet``
+    swaps in another UNet there (a 9-channel inpainting UNet), else the shared one is used.
+    """
     controlnet = ctx.backbone.addon(addon)
     control = inputs.control_image
     width, height = (inputs.image or control).size
@@ -48,7 +61,11 @@ def controlnet_call(
         "width": width,
         "generator": ctx.generator,
     }
-    if inputs.image is not None:
+    if masked:
+        swapped = {"unet": unet} if unet is not None else {}
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetInpaintPipeline, controlnet=controlnet, **swapped)
+        kwargs.update(image=inputs.image, mask_image=inputs.mask, control_image=control, strength=params["strength"])
+    elif inputs.image is not None:
         pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=controlnet)
         kwargs.update(image=inputs.image, control_image=control, strength=params["strength"])
     else:
@@ -63,3 +80,37 @@ def run_controlnet(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], 
     image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
     mode = "img2img under control" if inputs.image is not None else "generated from the condition"
     return MethodOutput(image, info={"mode": mode})
+
+
+def multi_controlnet_call(
+    ctx: RunContext, inputs: EditInputs, params: dict[str, Any], controls: list[tuple[str, Any, float]]
+) -> tuple[Any, dict[str, Any]]:
+    """Several ControlNets at once: ``controls`` is a list of (add-on, condition map, conditioning scale).
+
+    diffusers' ``MultiControlNetModel`` runs each ControlNet on its own map and sums their scaled residuals
+    into the UNet; the pipeline is the single-ControlNet one (img2img with a source photo, else generation).
+    """
+    from diffusers import MultiControlNetModel
+
+    nets = MultiControlNetModel([ctx.backbone.addon(addon) for addon, _, _ in controls])
+    width, height = (inputs.image or controls[0][1]).size
+    maps = [image if image.size == (width, height) else image.resize((width, height)) for _, image, _ in controls]
+    kwargs: dict[str, Any] = {
+        "prompt": inputs.prompt,
+        "negative_prompt": inputs.negative_prompt or None,
+        "num_inference_steps": inputs.steps,
+        "guidance_scale": inputs.guidance,
+        "controlnet_conditioning_scale": [float(scale) for _, _, scale in controls],
+        "control_guidance_start": params["control_start"],
+        "control_guidance_end": max(params["control_end"], params["control_start"]),
+        "height": height,
+        "width": width,
+        "generator": ctx.generator,
+    }
+    if inputs.image is not None:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=nets)
+        kwargs.update(image=inputs.image, control_image=maps, strength=params["strength"])
+    else:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetPipeline, controlnet=nets)
+        kwargs.update(image=maps)
+    return pipe, kwargs

@@ -9,6 +9,7 @@ from PIL import Image
 
 from methods.core.images import binary_mask, fit_image, load_image, square_image
 from methods.core.pose import DEFAULT_KEYPOINTS, render_pose
+from methods.core.segmenter import SegMap, class_mask
 from methods.core.spec import Box, Condition, Drag, EditInputs
 
 if TYPE_CHECKING:
@@ -36,13 +37,29 @@ def example_inputs(condition: Condition | str, backbone: Backbone, steps: int = 
     elif condition is Condition.POSE:
         inputs.control_image = render_pose(DEFAULT_KEYPOINTS, size)
         inputs.prompt = "an astronaut standing"
+        # For the re-pose methods: the region around the skeleton where the person is redrawn.
+        width, height = size
+        region = Image.new("L", size, 0)
+        region.paste(255, (int(width * 0.25), int(height * 0.08), int(width * 0.75), int(height * 0.95)))
+        inputs.mask = binary_mask(region, size)
     elif condition is Condition.SKETCH:
         sketch = load_image(ASSETS / "sketch_house.png").convert("L").resize(size)
         inputs.control_image = Image.eval(sketch, lambda v: 255 - v).convert("RGB")
         inputs.prompt = "a house with a tree"
+        # For SDEdit from strokes: a colour stroke painting of the same scene (sky, meadow, house, roof, sun).
+        width, height = size
+        painting = Image.new("RGB", size, (110, 160, 225))
+        painting.paste((80, 150, 60), (0, int(height * 0.65), width, height))
+        painting.paste((170, 90, 60), (int(width * 0.2), int(height * 0.45), int(width * 0.5), int(height * 0.75)))
+        painting.paste((120, 40, 30), (int(width * 0.17), int(height * 0.35), int(width * 0.53), int(height * 0.45)))
+        painting.paste((245, 215, 70), (int(width * 0.72), int(height * 0.1), int(width * 0.86), int(height * 0.24)))
+        inputs.extra_controls["strokes"] = painting
     elif condition is Condition.SEGMENTATION:
         inputs.control_image = load_image(ASSETS / "segmap_village.png").resize(size, Image.Resampling.NEAREST)
         inputs.prompt = "a village by a lake"
+        # For multi-condition methods: a pose skeleton as a second map; for region edits: the map's "water".
+        inputs.extra_controls["pose"] = render_pose(DEFAULT_KEYPOINTS, size)
+        inputs.mask = class_mask(SegMap.from_image(inputs.control_image), "water")
     elif condition is Condition.LAYOUT:
         inputs.boxes = [Box(0.1, 0.55, 0.5, 0.9, "a red car"), Box(0.6, 0.1, 0.95, 0.8, "a green tree")]
         inputs.prompt = "a street with a red car and a green tree"

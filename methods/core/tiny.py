@@ -384,6 +384,112 @@ def build_paint_by_example_image_encoder(folder: Path) -> None:
 
 # -- tiny builders for pose / sketch / segmentation (issue 5) --
 
+
+def build_controlnet_lineart(folder: Path) -> None:
+    """ControlNet v1.1 Lineart, root layout of lllyasviel/control_v11p_sd15_lineart.
+
+    Unlike the older tiny ControlNets, the convolutions of the conditioning embedding are He-initialised: with
+    PyTorch's default init the signal shrinks layer by layer and the random network answers a map's constant
+    part only (measured: residuals moved by ~1e-5 between two different skeletons), so no test could see the
+    map's content. The output convolution is then scaled x8, so a sparse line map (3% white pixels, like the
+    example sketch) adds an embedding about as large as the latent's own features."""
+    model = _controlnet(10)
+    embedding = model.controlnet_cond_embedding
+    with torch.no_grad():
+        for conv in [embedding.conv_in, *embedding.blocks, embedding.conv_out]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        embedding.conv_out.weight.mul_(8.0)
+    model.save_pretrained(folder)
+
+
+def _t2i_adapter(in_channels: int, offset: int):
+    """A full T2I-Adapter with one feature map per tiny UNet down block (32 channels at 1/8, 64 at 1/16), as
+    the real SD 1.4 adapters have (320, 640, 1280, 1280) for SD's four; 2 res blocks and pixel-unshuffle 8
+    as the real ones."""
+    from diffusers import T2IAdapter
+
+    _seeded(900 + offset)
+    channels = list(_UNET_BLOCKS["block_out_channels"])
+    return T2IAdapter(in_channels=in_channels, channels=channels, num_res_blocks=2, downscale_factor=8)
+
+
+def build_t2i_adapter_openpose(folder: Path) -> None:
+    """T2I-Adapter OpenPose (RGB skeleton), root layout of TencentARC/t2iadapter_openpose_sd14v1."""
+    _t2i_adapter(3, 1).save_pretrained(folder)
+
+
+def build_t2i_adapter_sketch(folder: Path) -> None:
+    """T2I-Adapter Sketch (one grey channel), root layout of TencentARC/t2iadapter_sketch_sd14v1."""
+    _t2i_adapter(1, 2).save_pretrained(folder)
+
+
+def build_annotator_lineart(folder: Path) -> None:
+    """controlnet_aux's lineart generators (fine + coarse) at full size, random weights, real file names."""
+    from controlnet_aux.lineart import Generator
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _seeded(910)
+    for filename in ("sk_model.pth", "sk_model2.pth"):
+        torch.save(Generator(3, 1, 3).state_dict(), folder / filename)
+
+
+def build_annotator_hed(folder: Path) -> None:
+    """controlnet_aux's HED (ControlNetHED_Apache2) at full size, random weights, as ControlNetHED.pth."""
+    from controlnet_aux.hed import ControlNetHED_Apache2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _seeded(911)
+    torch.save(ControlNetHED_Apache2().state_dict(), folder / "ControlNetHED.pth")
+
+
+def build_annotator_pidinet(folder: Path) -> None:
+    """controlnet_aux's PiDiNet at full size, random weights, in the checkpoint's {"state_dict": {"module.*"}}
+    layout as table5_pidinet.pth."""
+    from controlnet_aux.pidi.model import pidinet
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _seeded(912)
+    state = {f"module.{k}": v for k, v in pidinet().state_dict().items()}
+    torch.save({"state_dict": state}, folder / "table5_pidinet.pth")
+
+
+def build_t2i_adapter_seg(folder: Path) -> None:
+    """T2I-Adapter (full adapter) for ADE20K colour maps, root layout of TencentARC/t2iadapter_seg_sd14v1.
+
+    One feature map per tiny UNet down block, with the block's channels (32 at 1/8, 64 at 1/16), as the real
+    one has (320, 640, 1280, 1280) for SD's four down blocks."""
+    from diffusers import T2IAdapter
+
+    _seeded(800)
+    channels = list(_UNET_BLOCKS["block_out_channels"])
+    T2IAdapter(in_channels=3, channels=channels, num_res_blocks=1, downscale_factor=8).save_pretrained(folder)
+
+
+def build_ade20k_segmenter(folder: Path) -> None:
+    """UperNet + ConvNeXt (random, tiny) with the 150 ADE20K labels and a SegformerImageProcessor, in the root
+    layout of openmmlab/upernet-convnext-small (config.json, model.safetensors, preprocessor_config.json)."""
+    from transformers import ConvNextConfig, SegformerImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
+
+    from methods.core.segmap import ADE20K_CLASSES
+
+    id2label = dict(enumerate(ADE20K_CLASSES))
+    backbone = ConvNextConfig(
+        depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], out_features=["stage1", "stage2", "stage3", "stage4"]
+    )
+    config = UperNetConfig(
+        backbone_config=backbone,
+        hidden_size=16,
+        auxiliary_in_channels=32,
+        auxiliary_channels=16,
+        num_labels=len(ADE20K_CLASSES),
+        id2label=id2label,
+        label2id={name: i for i, name in id2label.items()},
+    )
+    _seeded(801)
+    UperNetForSemanticSegmentation(config).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": TINY_SIZE, "width": TINY_SIZE}).save_pretrained(folder)
+
+
 # -- tiny builders for metrics (issue 6) --
 
 
