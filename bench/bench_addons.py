@@ -31,7 +31,11 @@ from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 from methods.core.spec import Condition  # noqa: E402
 
 CONDITIONS = (Condition.POSE, Condition.SKETCH, Condition.SEGMENTATION)
-TAB_ANNOTATORS = {Condition.POSE: ("openpose",), Condition.SEGMENTATION: ("ade20k_segmenter", "sam")}
+TAB_ANNOTATORS = {
+    Condition.POSE: ("openpose",),
+    Condition.SKETCH: ("annotator_lineart", "annotator_hed", "annotator_pidinet"),
+    Condition.SEGMENTATION: ("ade20k_segmenter", "sam"),
+}
 
 
 def rss() -> float:

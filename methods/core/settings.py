@@ -56,8 +56,17 @@ class Settings:
 
 
 def quiet_libraries() -> None:
-    """Keep diffusers / transformers to errors: from_pipe warns on every pipeline it builds."""
+    """Keep diffusers / transformers to errors: from_pipe warns on every pipeline it builds. Also silence the
+    libraries' own deprecation notices (timm's moved modules, diffusers' decode_latents, controlnet_aux's
+    re-registered TinyViT models), which say nothing a user of the hub can act on."""
+    import warnings
+
     from diffusers.utils import logging as diffusers_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"Overwriting tiny_vit.*", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r".*mediapipe.*", category=UserWarning)
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.set_verbosity_error()
