@@ -149,7 +149,9 @@ def build_tab(
         format="png",
         elem_id=f"{condition.value}-gallery",
     )
-    metrics = gr.Dataframe(label="Metrics (source → each method's output)", visible=True, wrap=True)
+    # Shown only while scoring is on: an empty table under the grid reads as a broken one.
+    metrics = gr.Dataframe(label="Metrics (source → each method's output)", visible=score.value, wrap=True)
+    score.change(lambda on: gr.Dataframe(visible=on), score, metrics, api_visibility="private")
     with gr.Accordion("Per-method record (reproduce any cell)", open=False):
         table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
         files = gr.File(label="Grid PNG and records JSON", file_count="multiple")

@@ -27,6 +27,13 @@ def assert_same_image(a: Image.Image, b: Image.Image, atol: int = 0) -> None:
     assert diff <= atol, f"images differ by up to {diff} (allowed {atol})"
 
 
+def seeded_generator(seed: int) -> torch.Generator:
+    """The generator a direct diffusers call gets to match the hub's run with ``seed`` (the runner seeds the
+    global RNG too, for the few pipelines that draw from it)."""
+    torch.manual_seed(seed)
+    return torch.Generator("cpu").manual_seed(seed)
+
+
 def pil_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
 

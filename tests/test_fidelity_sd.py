@@ -16,14 +16,13 @@ from diffusers import (
 
 from methods.core.examples import example_inputs
 from methods.core.runner import run_comparison
-from tests.helpers import assert_same_image, direct_components
+from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def test_sdedit_equals_img2img_pipeline(backbone) -> None:

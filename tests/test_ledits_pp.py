@@ -20,7 +20,7 @@ from methods.core.runner import run_comparison
 from methods.core.settings import Settings
 from methods.core.spec import RunContext
 from tests.conftest import tiny_settings
-from tests.helpers import assert_same_image, direct_components, pil_array, weights_checksum
+from tests.helpers import assert_same_image, direct_components, pil_array, seeded_generator, weights_checksum
 
 SEED = 3
 PARAMS = {"edit_guidance_scale": 6.0, "edit_threshold": 0.85, "skip": 0.2, "source_guidance_scale": 3.0}
@@ -34,8 +34,7 @@ SCHEDULER = {
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def hub(backbone: Backbone, inputs, **params):

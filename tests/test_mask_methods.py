@@ -30,7 +30,7 @@ from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, RunContext
 from methods.outpaint import extend_canvas, padding
 from methods.repaint import repaint_latents
-from tests.helpers import assert_same_image, direct_components
+from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
 MASKED = ["blended_latent", "masked_sdedit", "repaint"]
@@ -38,8 +38,7 @@ OUTPAINT = ["outpaint_inpaint_unet", "outpaint_blended"]
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,14 @@ from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionC
 
 from methods.core.examples import example_inputs
 from methods.core.runner import run_comparison
-from tests.helpers import assert_same_image, direct_components
+from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
 SCALES = {"seg_scale": 0.8, "pose_scale": 0.6}
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def _multi(backbone, inputs, **params):

@@ -32,14 +32,13 @@ from methods.core.pose import BODY_JOINTS, render_pose
 from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, InputError, RunContext
 from methods.core.t2i_adapter import ADAPTER_PARAMS, adapter_call, adapter_for_first_steps
-from tests.helpers import assert_same_image, direct_components, weights_checksum
+from tests.helpers import assert_same_image, direct_components, seeded_generator, weights_checksum
 
 SEED = 7
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def _differ(a: Image.Image, b: Image.Image) -> float:

@@ -23,14 +23,13 @@ from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, RunContext
 from methods.ip_adapter_inpaint import BASE, INPAINTING, IPAdapterInpaint
 from methods.reference_only import ReferenceOnly, self_attention_layers
-from tests.helpers import assert_same_image, direct_components, weights_checksum
+from tests.helpers import assert_same_image, direct_components, seeded_generator, weights_checksum
 
 SEED = 3
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def hub(backbone: Backbone, method: str, inputs: EditInputs, **params: object) -> np.ndarray:

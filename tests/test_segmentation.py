@@ -20,14 +20,13 @@ from methods.core.runner import run_comparison
 from methods.core.segmap import ADE20K_CLASSES, palette
 from methods.core.segmenter import SegMap, class_mask, region_at, replace_class, segment_photo
 from methods.core.spec import InputError
-from tests.helpers import assert_same_image, direct_components
+from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
 
 
 def _generator() -> torch.Generator:
-    torch.manual_seed(SEED)
-    return torch.Generator("cpu").manual_seed(SEED)
+    return seeded_generator(SEED)
 
 
 def _palette_only(image: Image.Image) -> bool:

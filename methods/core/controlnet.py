@@ -31,6 +31,25 @@ CONTROL_PARAMS = (
 )
 
 
+def _control_kwargs(
+    ctx: RunContext, inputs: EditInputs, params: dict[str, Any], scale: float | list[float], size: tuple[int, int]
+) -> dict[str, Any]:
+    """The keyword arguments every ControlNet pipeline call shares (prompt, steps, guidance, control window)."""
+    width, height = size
+    return {
+        "prompt": inputs.prompt,
+        "negative_prompt": inputs.negative_prompt or None,
+        "num_inference_steps": inputs.steps,
+        "guidance_scale": inputs.guidance,
+        "controlnet_conditioning_scale": scale,
+        "control_guidance_start": params["control_start"],
+        "control_guidance_end": max(params["control_end"], params["control_start"]),
+        "height": height,
+        "width": width,
+        "generator": ctx.generator,
+    }
+
+
 def controlnet_call(
     ctx: RunContext,
     inputs: EditInputs,
@@ -49,18 +68,7 @@ def controlnet_call(
     width, height = (inputs.image or control).size
     if control.size != (width, height):
         control = control.resize((width, height))
-    kwargs: dict[str, Any] = {
-        "prompt": inputs.prompt,
-        "negative_prompt": inputs.negative_prompt or None,
-        "num_inference_steps": inputs.steps,
-        "guidance_scale": inputs.guidance,
-        "controlnet_conditioning_scale": params["conditioning_scale"],
-        "control_guidance_start": params["control_start"],
-        "control_guidance_end": max(params["control_end"], params["control_start"]),
-        "height": height,
-        "width": width,
-        "generator": ctx.generator,
-    }
+    kwargs = _control_kwargs(ctx, inputs, params, params["conditioning_scale"], (width, height))
     if masked:
         swapped = {"unet": unet} if unet is not None else {}
         pipe = ctx.backbone.pipeline(StableDiffusionControlNetInpaintPipeline, controlnet=controlnet, **swapped)
@@ -95,18 +103,7 @@ def multi_controlnet_call(
     nets = MultiControlNetModel([ctx.backbone.addon(addon) for addon, _, _ in controls])
     width, height = (inputs.image or controls[0][1]).size
     maps = [image if image.size == (width, height) else image.resize((width, height)) for _, image, _ in controls]
-    kwargs: dict[str, Any] = {
-        "prompt": inputs.prompt,
-        "negative_prompt": inputs.negative_prompt or None,
-        "num_inference_steps": inputs.steps,
-        "guidance_scale": inputs.guidance,
-        "controlnet_conditioning_scale": [float(scale) for _, _, scale in controls],
-        "control_guidance_start": params["control_start"],
-        "control_guidance_end": max(params["control_end"], params["control_start"]),
-        "height": height,
-        "width": width,
-        "generator": ctx.generator,
-    }
+    kwargs = _control_kwargs(ctx, inputs, params, [float(scale) for _, _, scale in controls], (width, height))
     if inputs.image is not None:
         pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=nets)
         kwargs.update(image=inputs.image, control_image=maps, strength=params["strength"])
