@@ -97,3 +97,31 @@ def test_condition_cell_comes_first_with_a_caption(backbone, condition: Conditio
         inputs.notes["tags"] = [("rain", 0.5)]
     picture, caption = condition_cell(condition, inputs)
     assert isinstance(picture, Image.Image) and caption
+
+
+def test_detected_hands_and_face_are_drawn_on_the_pose_map(backbone, monkeypatch) -> None:
+    """The hand / face toggles reach controlnet_aux's drawing (which needs matplotlib, a requirement). The
+    tiny OpenPose has random weights and finds nobody, so the detector's answer is scripted here."""
+    from controlnet_aux.open_pose import PoseResult
+    from controlnet_aux.open_pose.body import BodyResult, Keypoint
+
+    body = BodyResult([Keypoint(0.5, 0.2), Keypoint(0.5, 0.3), *[None] * 16], 1.0, 2)
+    hand = [Keypoint(0.2 + 0.01 * i, 0.6 + 0.005 * i) for i in range(21)]
+    face = [Keypoint(0.45 + 0.002 * i, 0.1) for i in range(68)]
+    detector = backbone.addon("openpose")
+    asked = []
+
+    def scripted(image, include_hand=False, include_face=False):  # noqa: ANN001, ANN202 - test double
+        asked.append((include_hand, include_face))
+        return [PoseResult(body, hand, None, face)]
+
+    monkeypatch.setattr(detector, "detect_poses", scripted)
+    photo = Image.new("RGB", (128, 128))
+    body_only, keypoints = detect_pose(backbone, photo)
+    full, _ = detect_pose(backbone, photo, hands=True, face=True)
+    assert asked == [(False, False), (True, True)]
+    assert keypoints[:2] == [(0.5, 0.2), (0.5, 0.3)] and keypoints[2] is None
+    added = np.abs(np.asarray(full, dtype=np.int16) - np.asarray(body_only, dtype=np.int16)).max(axis=2) > 0
+    assert added[76:90, 24:48].any()  # the hand, drawn where its keypoints are
+    assert added[10:16, 54:76].any()  # the face
+    assert not added[110:, :].any()  # and nothing else
