@@ -43,6 +43,10 @@ class Hub:
             return None
         return fit_image(load_image(value, what), self.backbone.size, self.backbone.size_multiple)
 
+    def working_size(self, image: Any = None) -> tuple[int, int]:
+        """The size the methods work at: the source photo's, else a square of the backbone's working size."""
+        return image.size if image is not None else (self.backbone.size, self.backbone.size)
+
 
 # A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
 Builder = Callable[[Hub, dict[str, Any], EditInputs], EditInputs]

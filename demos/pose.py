@@ -12,7 +12,7 @@ from PIL import Image
 
 from demos.common import Hub, banner, build_tab
 from demos.widgets import Photo, display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
-from methods.core.images import fit_image, load_image
+from methods.core.images import load_image
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, Keypoints, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -47,16 +47,16 @@ def move_keypoint(text: str, joint: str, x: float, y: float) -> str:
     return keypoints_text(points)
 
 
-def pose_photo_of(hub: Hub, values: dict[str, Any]) -> Image.Image:
-    photo = values["pose_photo"] if values["pose_photo"] is not None else values["image"]
+def pose_photo_of(hub: Hub, pose_photo: Any, source: Any) -> Image.Image:
+    photo = pose_photo if pose_photo is not None else source
     if photo is None:
         raise InputError("Upload a photo of a person to detect the pose from (or switch the pose mode).")
-    return fit_image(load_image(photo, "the pose photo"), hub.backbone.size, hub.backbone.size_multiple)
+    return hub.source_image(photo, "the pose photo")
 
 
 def detected_keypoints(hub: Hub, pose_photo: Any, source: Any) -> str:
     """OpenPose's body keypoints of the first person, as the editable keypoints JSON."""
-    photo = pose_photo_of(hub, {"pose_photo": pose_photo, "image": source})
+    photo = pose_photo_of(hub, pose_photo, source)
     _, keypoints = detect_pose(hub.backbone, photo)
     if keypoints is None:
         raise InputError("OpenPose found no person in the photo. Try another photo or place keypoints by hand.")
@@ -78,13 +78,8 @@ def pose_map(hub: Hub, values: dict[str, Any], size: tuple[int, int]) -> tuple[A
     mode = values["pose_mode"]
     if mode == "detect from photo":
         hands, face = bool(values.get("detect_hands")), bool(values.get("detect_face"))
-        try:
-            picture, keypoints = detect_pose(hub.backbone, pose_photo_of(hub, values), hands=hands, face=face)
-        except ModuleNotFoundError as error:  # controlnet_aux draws hands with matplotlib's colour helpers
-            raise InputError(
-                f"Drawing detected hands needs the {error.name} package (pip install {error.name}); "
-                "untick “Detect hands” or install it."
-            ) from None
+        photo = pose_photo_of(hub, values["pose_photo"], values["image"])
+        picture, keypoints = detect_pose(hub.backbone, photo, hands=hands, face=face)
         if keypoints is None:
             raise InputError("OpenPose found no person in the photo. Try another photo or place keypoints by hand.")
         parts = " + ".join(["body", *(["hands"] if hands else []), *(["face"] if face else [])])
@@ -100,7 +95,7 @@ def pose_map(hub: Hub, values: dict[str, Any], size: tuple[int, int]) -> tuple[A
 
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     inputs.image = hub.source_image(values["image"], required=False)
-    size = inputs.image.size if inputs.image is not None else (hub.backbone.size, hub.backbone.size)
+    size = hub.working_size(inputs.image)
     inputs.control_image, caption = pose_map(hub, values, size)
     if inputs.image is not None:
         inputs.mask = mask_from(values.get("mask_drawing"), values.get("mask_image"), size)
@@ -138,7 +133,7 @@ def create_demo(hub: Hub) -> None:
             interactive=False,
             elem_id="pose-canvas",
             height=360,
-            value=render_pose(DEFAULT_KEYPOINTS, display_size((hub.backbone.size,) * 2)),
+            value=render_pose(DEFAULT_KEYPOINTS, display_size(hub.working_size())),
         )
         with gr.Column():
             joint = gr.Dropdown(list(BODY_JOINTS), value=BODY_JOINTS[4], label="Joint to move on click")
@@ -160,7 +155,7 @@ def create_demo(hub: Hub) -> None:
 
     def canvas_size(source: Any) -> tuple[int, int]:
         photo = source_of(source)
-        return display_size(photo.size if photo is not None else (hub.backbone.size,) * 2)
+        return display_size(hub.working_size(photo))
 
     def preview(text: str, source: Any) -> Any:
         try:

@@ -55,10 +55,6 @@ def map_legend(segmap: SegMap | None) -> str:
 
 
 # -- values -> map, region, second condition ------------------------------------------------------------
-def working_size(hub: Hub, image: Image.Image | None) -> tuple[int, int]:
-    return image.size if image is not None else (hub.backbone.size, hub.backbone.size)
-
-
 def editor_map(value: Any, size: tuple[int, int]) -> SegMap | None:
     """The editor's map (upload + paint strokes) at ``size``, snapped to the palette (nearest, no blending)."""
     picture = editor_composite(value)
@@ -142,7 +138,7 @@ def pose_condition(values: dict[str, Any], size: tuple[int, int]) -> tuple[Image
 
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     inputs.image = hub.source_image(values["image"], required=False)
-    size = working_size(hub, inputs.image)
+    size = hub.working_size(inputs.image)
     segmap = condition_map(hub, values, inputs.image, size)
     inputs.control_image = segmap.image
     inputs.mask, region_caption = region(hub, values, segmap, inputs.image)
@@ -161,7 +157,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def region_preview(hub: Hub, values: dict[str, Any]) -> Image.Image | None:
     """The map (or, for SAM, the photo) at display size with the picked region tinted and the clicks drawn."""
     photo = hub.source_image(values["image"], required=False)
-    size = working_size(hub, photo)
+    size = hub.working_size(photo)
     segment = values.get("map_source") == MAP_SOURCES[1] and photo is not None
     segmap = segment_photo(hub.backbone, photo, size) if segment else editor_map(values.get("segmap"), size)
     sam = values.get("region_mode") == REGION_MODES[3]
@@ -243,7 +239,7 @@ def create_demo(hub: Hub) -> None:
                 label="Pose map (upload your own; starts as the standing skeleton)",
                 sources=["upload"],
                 height=160,
-                value=render_pose(DEFAULT_KEYPOINTS, (hub.backbone.size, hub.backbone.size)),
+                value=render_pose(DEFAULT_KEYPOINTS, hub.working_size()),
             )
 
     def set_brush(name: str) -> Any:
@@ -253,7 +249,7 @@ def create_demo(hub: Hub) -> None:
         )
 
     def refresh_legend(value: Any, source: Any) -> str:
-        return map_legend(editor_map(value, working_size(hub, hub.source_image(source, required=False))))
+        return map_legend(editor_map(value, hub.working_size(hub.source_image(source, required=False))))
 
     def extract_map(source: Any) -> tuple[Any, str]:
         photo = hub.source_image(source, required=False)
@@ -266,7 +262,7 @@ def create_demo(hub: Hub) -> None:
         return segmented.image, MAP_SOURCES[0]
 
     def replace_classes(value: Any, source: Any, old: str, new: str) -> Any:
-        current = editor_map(value, working_size(hub, hub.source_image(source, required=False)))
+        current = editor_map(value, hub.working_size(hub.source_image(source, required=False)))
         if current is None:
             raise gr.Error("No map to edit yet.")
         return replace_class(current, old, new).image
@@ -281,7 +277,7 @@ def create_demo(hub: Hub) -> None:
             raise gr.Error(f"Could not show the region ({type(error).__name__}: {error}).") from None
 
     def add_click(clicks: str, label: str, mode: str, source: Any, evt: gr.SelectData) -> tuple[str, str]:
-        x, y = relative_click(evt, display_size(working_size(hub, hub.source_image(source, required=False))))
+        x, y = relative_click(evt, display_size(hub.working_size(hub.source_image(source, required=False))))
         items = parse_json_list(clicks, "region clicks", CLICKS_EXAMPLE)
         items.append([round(x, 4), round(y, 4), 1 if label == "add" else 0])
         return dump(items), mode if mode in REGION_MODES[2:] else REGION_MODES[2]  # a click means click mode

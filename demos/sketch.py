@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, editor_composite
+from demos.widgets import Photo, editor_composite, editor_layers
 from methods.core.annotators import LINE_DETECTORS, extract_lines
-from methods.core.images import fit_image, load_image
+from methods.core.images import load_image
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.SKETCH
@@ -31,16 +31,14 @@ def scribble_map(sketch: Image.Image, size: tuple[int, int]) -> Image.Image:
     rgb = np.asarray(sketch.convert("RGB").resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     page = np.median(rgb.reshape(-1, 3), axis=0)
     strokes = np.abs(rgb - page).max(axis=2) > 64
+    return _white_lines(strokes, "The sketch is empty: draw a few strokes (or upload a sketch).")
+
+
+def _white_lines(strokes: np.ndarray, empty: str) -> Image.Image:
+    """A boolean stroke array as white lines on black (RGB); almost no stroke pixels is an input error."""
     if strokes.mean() < 0.001:
-        raise InputError("The sketch is empty: draw a few strokes (or upload a sketch).")
+        raise InputError(empty)
     return Image.fromarray((strokes * 255).astype(np.uint8), "L").convert("RGB")
-
-
-def editor_layers(value: Any) -> list[Image.Image]:
-    if not isinstance(value, dict):
-        return []
-    layers = [layer if isinstance(layer, Image.Image) else load_image(layer) for layer in value.get("layers") or []]
-    return [layer.convert("RGBA") for layer in layers if layer is not None]
 
 
 def stroke_painting(drawn: Any, uploaded: Any, photo: Image.Image | None, size: tuple[int, int]) -> Image.Image:
@@ -63,9 +61,7 @@ def stroke_painting(drawn: Any, uploaded: Any, photo: Image.Image | None, size: 
 def line_map(lines: Image.Image, detector: str) -> Image.Image:
     """Extracted lines (white on black) made binary, as the drawn strokes are."""
     strokes = np.asarray(lines.convert("L")) > 64
-    if strokes.mean() < 0.001:
-        raise InputError(f"{detector} found no lines in the photo. Try another detector or draw the sketch.")
-    return Image.fromarray((strokes * 255).astype(np.uint8), "L").convert("RGB")
+    return _white_lines(strokes, f"{detector} found no lines in the photo. Try another detector or draw the sketch.")
 
 
 def canvas_value(lines: Image.Image, side: int) -> dict[str, Any]:
@@ -78,12 +74,12 @@ def lines_photo(hub: Hub, line_photo: Any, source: Any) -> Image.Image:
     photo = line_photo if line_photo is not None else source
     if photo is None:
         raise InputError("Upload a photo to extract lines from (or a source photo).")
-    return fit_image(load_image(photo, "the photo for the lines"), hub.backbone.size, hub.backbone.size_multiple)
+    return hub.source_image(photo, "the photo for the lines")
 
 
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     inputs.image = hub.source_image(values["image"], required=False)
-    size = inputs.image.size if inputs.image is not None else (hub.backbone.size, hub.backbone.size)
+    size = hub.working_size(inputs.image)
     if values.get("sketch_from") == SOURCES[1]:
         detector = values.get("line_detector") or LINE_DETECTORS[0]
         if inputs.image is None:

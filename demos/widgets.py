@@ -29,16 +29,19 @@ def mask_editor(label: str = "Mask: paint the region to edit", elem_id: str | No
     )
 
 
+def editor_layers(value: Any, what: str = "a drawn layer") -> list[Image.Image]:
+    """The painted layers of an ImageEditor value, as RGBA pictures (the background left out)."""
+    if not value or not isinstance(value, dict):
+        return []
+    layers = value.get("layers") or []
+    return [(x if isinstance(x, Image.Image) else load_image(x, what)).convert("RGBA") for x in layers if x is not None]
+
+
 def editor_layers_mask(value: Any, size: tuple[int, int]) -> Image.Image | None:
     """The union of the painted layers of an ImageEditor value (alpha > 0 = painted)."""
-    if not value or not isinstance(value, dict):
-        return None
     union: np.ndarray | None = None
-    for layer in value.get("layers") or []:
-        if layer is None:
-            continue
-        layer = layer if isinstance(layer, Image.Image) else load_image(layer, "mask layer")
-        alpha = np.asarray(layer.convert("RGBA").getchannel("A").resize(size, Image.Resampling.NEAREST)) > 0
+    for layer in editor_layers(value, "mask layer"):
+        alpha = np.asarray(layer.getchannel("A").resize(size, Image.Resampling.NEAREST)) > 0
         union = alpha if union is None else union | alpha
     if union is None or not union.any():
         return None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call
+from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
 from methods.core.registry import register
 from methods.core.spec import (
     BoolParam,
@@ -59,8 +59,7 @@ class ControlNetRepose(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("inpaint_unet") if params["unet"] == "inpainting" else None
         pipe, kwargs = controlnet_call(ctx, inputs, params, "controlnet_openpose", masked=True, unet=unet)
-        steps = max(1, int(inputs.steps * params["strength"]))
-        image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
+        image = denoise(ctx, pipe, kwargs)
         if params["keep_unmasked"]:
             image = pipe.image_processor.apply_overlay(inputs.mask, inputs.image, image)
         return MethodOutput(image, info={"unet": params["unet"], "outside the mask": _kept(params)})

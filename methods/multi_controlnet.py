@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from methods.core.controlnet import CONTROLNET_PAPER, multi_controlnet_call
+from methods.core.controlnet import CONTROLNET_PAPER, denoise, multi_controlnet_call
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -63,8 +63,6 @@ class MultiControlNet(Method):
             ("controlnet_seg", inputs.control_image, params["seg_scale"]),
             ("controlnet_openpose", inputs.extra_controls[SECOND_KIND], params["pose_scale"]),
         ]
-        pipe, kwargs = multi_controlnet_call(ctx, inputs, params, controls)
-        steps = inputs.steps if inputs.image is None else max(1, int(inputs.steps * params["strength"]))
-        image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
+        image = denoise(ctx, *multi_controlnet_call(ctx, inputs, params, controls))
         mode = "img2img under control" if inputs.image is not None else "generated from the conditions"
         return MethodOutput(image, info={"mode": mode}, extras=[(inputs.extra_controls[SECOND_KIND], "pose map")])

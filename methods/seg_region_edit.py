@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from methods.core import masks
-from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call
+from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
 from methods.core.images import mask_overlay
 from methods.core.registry import register
 from methods.core.spec import (
@@ -72,8 +72,7 @@ class SegRegionEdit(Method):
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe, kwargs = region_edit_call(ctx, inputs, params)
-        total = max(1, int(inputs.steps * params["strength"]))
-        image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(total)).images[0]
+        image = denoise(ctx, pipe, kwargs)
         region = kwargs["mask_image"]
         if params["keep_outside"]:
             image = pipe.image_processor.apply_overlay(region, inputs.image, image)

@@ -18,8 +18,9 @@ from methods.core.examples import ASSETS, example_inputs
 from methods.core.pose import DEFAULT_KEYPOINTS, render_pose
 from methods.core.runner import run_comparison
 from methods.core.segmap import ADE20K_CLASSES, palette
-from methods.core.segmenter import SegMap, class_mask, region_at, replace_class, segment_photo
+from methods.core.segmenter import SegMap, _segment, class_mask, region_at, replace_class, segment_photo
 from methods.core.spec import InputError
+from tests.conftest import make_photo
 from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
@@ -92,7 +93,7 @@ def test_t2i_adapter_features_are_additive(backbone) -> None:
 # -- the ADE20K segmenter and map edits -----------------------------------------------------------------
 def test_segmenter_map_has_requested_size_palette_colours_and_is_deterministic(backbone, photo) -> None:
     first = segment_photo(backbone, photo, (96, 64))
-    second = segment_photo(backbone, photo, (96, 64))
+    second = SegMap(_segment(backbone, photo, (96, 64)))  # computed again, not served by the cache
     assert first.image.size == (96, 64) and first.ids.shape == (64, 96)
     np.testing.assert_array_equal(first.ids, second.ids)
     assert _palette_only(first.image)
@@ -105,6 +106,25 @@ def test_segmenter_map_has_requested_size_palette_colours_and_is_deterministic(b
     resized = torch.nn.functional.interpolate(logits, size=(64, 96), mode="bilinear", align_corners=False)
     np.testing.assert_array_equal(first.ids, resized.argmax(1)[0].numpy())
     assert len(np.unique(first.ids)) >= 2  # random weights still give several classes
+
+
+def test_a_photo_is_segmented_once_per_size(backbone, monkeypatch) -> None:
+    import methods.core.segmenter as segmenter
+
+    sizes = []
+    compute = segmenter._segment
+    monkeypatch.setattr(segmenter, "_segment", lambda b, p, size: sizes.append(size) or compute(b, p, size))
+    other = make_photo(seed=11)
+    first = segment_photo(backbone, other, (64, 48))
+    again = segment_photo(backbone, other, (64, 48))
+    smaller = segment_photo(backbone, other, (32, 32))
+    assert sizes == [(64, 48), (32, 32)]
+    np.testing.assert_array_equal(first.ids, again.ids)
+    assert smaller.ids.shape == (32, 32)
+    assert not first.ids.flags.writeable  # shared with later callers: edits must copy
+    label = ADE20K_CLASSES[int(first.ids[0, 0])]
+    target = "grass" if label == "water" else "water"
+    assert (replace_class(first, label, target).ids != first.ids).any()
 
 
 def _village(backbone) -> SegMap:

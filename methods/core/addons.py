@@ -7,6 +7,7 @@ random-weight copy in the same layout for the tiny profile.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,25 +39,23 @@ class AddonSpec:
     weight_name: str | None = None
 
 
-def _unet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
-    from diffusers import UNet2DConditionModel
+def _frozen_model(class_path: str) -> Callable[[str, AddonSpec, Backbone], Any]:
+    """A loader for one ``from_pretrained`` model class ("package.Class", imported at first load): the
+    checkpoint in the backbone's dtype, on its device, in eval mode with gradients off."""
 
-    model = UNet2DConditionModel.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
-    return model.to(backbone.device).eval().requires_grad_(False)
+    def load(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+        module, name = class_path.rsplit(".", 1)
+        model_class = getattr(importlib.import_module(module), name)
+        model = model_class.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
+        return model.to(backbone.device).eval().requires_grad_(False)
+
+    return load
 
 
-def _controlnet(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
-    from diffusers import ControlNetModel
-
-    model = ControlNetModel.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
-    return model.to(backbone.device).eval().requires_grad_(False)
-
-
-def _image_encoder(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
-    from transformers import CLIPVisionModelWithProjection
-
-    model = CLIPVisionModelWithProjection.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
-    return model.to(backbone.device).eval().requires_grad_(False)
+_unet = _frozen_model("diffusers.UNet2DConditionModel")
+_controlnet = _frozen_model("diffusers.ControlNetModel")
+_t2i_adapter = _frozen_model("diffusers.T2IAdapter")
+_image_encoder = _frozen_model("transformers.CLIPVisionModelWithProjection")
 
 
 def _weights_file(location: str, spec: AddonSpec, backbone: Backbone) -> WeightsFile:
@@ -137,13 +136,6 @@ def _sam(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
 
     weights = sam.weights_path(location, spec.weight_name or sam.VIT_B_FILE)
     return sam.load_sam(weights, sam.config_beside(weights), backbone.device)
-
-
-def _t2i_adapter(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
-    from diffusers import T2IAdapter
-
-    model = T2IAdapter.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
-    return model.to(backbone.device).eval().requires_grad_(False)
 
 
 def _semantic_segmenter(location: str, spec: AddonSpec, backbone: Backbone) -> Any:

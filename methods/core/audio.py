@@ -13,14 +13,13 @@ import hashlib
 import io
 import logging
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from methods.core.lru import LRU
 from methods.core.spec import Audio, InputError
 
 if TYPE_CHECKING:
@@ -177,30 +176,9 @@ def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return labels
 
 
-class ScoreCache:
-    """A small thread-safe LRU of CLAP score vectors keyed by (clip digest, labels)."""
-
-    def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, tuple[str, ...]]) -> tuple[float, ...] | None:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-            return self._entries.get(key)
-
-    def put(self, key: tuple[str, tuple[str, ...]], value: tuple[float, ...]) -> None:
-        with self._lock:
-            self._entries[key] = value
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-
-
-def score_cache(backbone: Backbone) -> ScoreCache:
-    """The backbone's CLAP score cache (owned by the backbone, dropped with it)."""
-    return backbone.cache("clap_scores", ScoreCache)
+def score_cache(backbone: Backbone) -> LRU:
+    """The backbone's CLAP score cache, keyed by (clip digest, labels) (owned by the backbone, dropped with it)."""
+    return backbone.cache("clap_scores", LRU)
 
 
 def clap_scores(backbone: Backbone, audio: Audio, labels: Sequence[str] = DEFAULT_LABELS) -> list[tuple[str, float]]:

@@ -50,6 +50,36 @@ def _control_kwargs(
     }
 
 
+def _at_size(image: Any, size: tuple[int, int]) -> Any:
+    return image if image.size == size else image.resize(size)
+
+
+def _control_pipeline(
+    ctx: RunContext,
+    inputs: EditInputs,
+    params: dict[str, Any],
+    kwargs: dict[str, Any],
+    controlnet: Any,
+    control: Any,
+    masked: bool = False,
+    unet: Any = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The pipeline for one or several ControlNets (``control``: a map, or a list with one per ControlNet) and
+    its image arguments: inpainting inside ``inputs.mask`` when ``masked``, image-to-image under control with a
+    source photo, else generation from the condition alone."""
+    if masked:
+        swapped = {"unet": unet} if unet is not None else {}
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetInpaintPipeline, controlnet=controlnet, **swapped)
+        kwargs.update(image=inputs.image, mask_image=inputs.mask, control_image=control, strength=params["strength"])
+    elif inputs.image is not None:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=controlnet)
+        kwargs.update(image=inputs.image, control_image=control, strength=params["strength"])
+    else:
+        pipe = ctx.backbone.pipeline(StableDiffusionControlNetPipeline, controlnet=controlnet)
+        kwargs.update(image=control)
+    return pipe, kwargs
+
+
 def controlnet_call(
     ctx: RunContext,
     inputs: EditInputs,
@@ -64,28 +94,20 @@ def controlnet_call(
     swaps in another UNet there (a 9-channel inpainting UNet), else the shared one is used.
     """
     controlnet = ctx.backbone.addon(addon)
-    control = inputs.control_image
-    width, height = (inputs.image or control).size
-    if control.size != (width, height):
-        control = control.resize((width, height))
-    kwargs = _control_kwargs(ctx, inputs, params, params["conditioning_scale"], (width, height))
-    if masked:
-        swapped = {"unet": unet} if unet is not None else {}
-        pipe = ctx.backbone.pipeline(StableDiffusionControlNetInpaintPipeline, controlnet=controlnet, **swapped)
-        kwargs.update(image=inputs.image, mask_image=inputs.mask, control_image=control, strength=params["strength"])
-    elif inputs.image is not None:
-        pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=controlnet)
-        kwargs.update(image=inputs.image, control_image=control, strength=params["strength"])
-    else:
-        pipe = ctx.backbone.pipeline(StableDiffusionControlNetPipeline, controlnet=controlnet)
-        kwargs.update(image=control)
-    return pipe, kwargs
+    size = (inputs.image or inputs.control_image).size
+    kwargs = _control_kwargs(ctx, inputs, params, params["conditioning_scale"], size)
+    control = _at_size(inputs.control_image, size)
+    return _control_pipeline(ctx, inputs, params, kwargs, controlnet, control, masked=masked, unet=unet)
+
+
+def denoise(ctx: RunContext, pipe: Any, kwargs: dict[str, Any]) -> Any:
+    """Run one pipeline call, reporting progress over the steps it takes (strength x steps from a photo)."""
+    steps = max(1, int(kwargs["num_inference_steps"] * kwargs.get("strength", 1.0)))
+    return pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
 
 
 def run_controlnet(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], addon: str) -> MethodOutput:
-    pipe, kwargs = controlnet_call(ctx, inputs, params, addon)
-    steps = inputs.steps if inputs.image is None else max(1, int(inputs.steps * params["strength"]))
-    image = pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
+    image = denoise(ctx, *controlnet_call(ctx, inputs, params, addon))
     mode = "img2img under control" if inputs.image is not None else "generated from the condition"
     return MethodOutput(image, info={"mode": mode})
 
@@ -101,13 +123,7 @@ def multi_controlnet_call(
     from diffusers import MultiControlNetModel
 
     nets = MultiControlNetModel([ctx.backbone.addon(addon) for addon, _, _ in controls])
-    width, height = (inputs.image or controls[0][1]).size
-    maps = [image if image.size == (width, height) else image.resize((width, height)) for _, image, _ in controls]
-    kwargs = _control_kwargs(ctx, inputs, params, [float(scale) for _, _, scale in controls], (width, height))
-    if inputs.image is not None:
-        pipe = ctx.backbone.pipeline(StableDiffusionControlNetImg2ImgPipeline, controlnet=nets)
-        kwargs.update(image=inputs.image, control_image=maps, strength=params["strength"])
-    else:
-        pipe = ctx.backbone.pipeline(StableDiffusionControlNetPipeline, controlnet=nets)
-        kwargs.update(image=maps)
-    return pipe, kwargs
+    size = (inputs.image or controls[0][1]).size
+    kwargs = _control_kwargs(ctx, inputs, params, [float(scale) for _, _, scale in controls], size)
+    maps = [_at_size(image, size) for _, image, _ in controls]
+    return _control_pipeline(ctx, inputs, params, kwargs, nets, maps)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from methods.core.inversion import image_digest
+from methods.core.lru import LRU
 from methods.core.segmap import ADE20K_CLASSES, classes_in, palette, snap_to_palette
 from methods.core.spec import InputError
 
@@ -53,18 +55,33 @@ class SegMap:
 
 
 def segment_photo(backbone: Backbone, photo: Image.Image, size: tuple[int, int] | None = None) -> SegMap:
-    """The ADE20K label map of ``photo`` at ``size`` (default: the photo's size), from the segmenter add-on."""
+    """The ADE20K label map of ``photo`` at ``size`` (default: the photo's size), from the segmenter add-on.
+
+    Computed once per (photo, size): the tab asks again on every change of its region widgets and at Run. The
+    cached label array is read-only (edits such as :func:`replace_class` work on copies)."""
+    width, height = size or photo.size
+    maps = backbone.cache("ade20k_maps", lambda: LRU(capacity=8))
+    key = (image_digest(photo), width, height)
+    ids = maps.get(key)
+    if ids is None:
+        ids = _segment(backbone, photo, (width, height))
+        ids.flags.writeable = False
+        maps.put(key, ids)
+    return SegMap(ids)
+
+
+def _segment(backbone: Backbone, photo: Image.Image, size: tuple[int, int]) -> np.ndarray:
     model, processor = backbone.addon(ADDON)
     if model.config.num_labels != len(ADE20K_CLASSES):
         raise ValueError(
             f"the segmenter predicts {model.config.num_labels} classes; ControlNet-Seg needs the 150 ADE20K ones"
         )
-    width, height = size or photo.size
+    width, height = size
     pixels = processor(images=photo.convert("RGB"), return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         outputs = model(pixel_values=pixels.to(model.device, model.dtype))
     ids = processor.post_process_semantic_segmentation(outputs, target_sizes=[(height, width)])[0]
-    return SegMap(ids.cpu().numpy().astype(np.int64))
+    return ids.cpu().numpy().astype(np.int64)
 
 
 def class_index(name: str) -> int:

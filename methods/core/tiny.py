@@ -402,25 +402,25 @@ def build_controlnet_lineart(folder: Path) -> None:
     model.save_pretrained(folder)
 
 
-def _t2i_adapter(in_channels: int, offset: int):
+def _t2i_adapter(in_channels: int, seed: int, num_res_blocks: int = 2):
     """A full T2I-Adapter with one feature map per tiny UNet down block (32 channels at 1/8, 64 at 1/16), as
-    the real SD 1.4 adapters have (320, 640, 1280, 1280) for SD's four; 2 res blocks and pixel-unshuffle 8
-    as the real ones."""
+    the real SD 1.4 adapters have (320, 640, 1280, 1280) for SD's four; pixel-unshuffle 8 as the real ones
+    (which have 2 res blocks per level)."""
     from diffusers import T2IAdapter
 
-    _seeded(900 + offset)
+    _seeded(seed)
     channels = list(_UNET_BLOCKS["block_out_channels"])
-    return T2IAdapter(in_channels=in_channels, channels=channels, num_res_blocks=2, downscale_factor=8)
+    return T2IAdapter(in_channels=in_channels, channels=channels, num_res_blocks=num_res_blocks, downscale_factor=8)
 
 
 def build_t2i_adapter_openpose(folder: Path) -> None:
     """T2I-Adapter OpenPose (RGB skeleton), root layout of TencentARC/t2iadapter_openpose_sd14v1."""
-    _t2i_adapter(3, 1).save_pretrained(folder)
+    _t2i_adapter(3, 901).save_pretrained(folder)
 
 
 def build_t2i_adapter_sketch(folder: Path) -> None:
     """T2I-Adapter Sketch (one grey channel), root layout of TencentARC/t2iadapter_sketch_sd14v1."""
-    _t2i_adapter(1, 2).save_pretrained(folder)
+    _t2i_adapter(1, 902).save_pretrained(folder)
 
 
 def build_annotator_lineart(folder: Path) -> None:
@@ -454,15 +454,9 @@ def build_annotator_pidinet(folder: Path) -> None:
 
 
 def build_t2i_adapter_seg(folder: Path) -> None:
-    """T2I-Adapter (full adapter) for ADE20K colour maps, root layout of TencentARC/t2iadapter_seg_sd14v1.
-
-    One feature map per tiny UNet down block, with the block's channels (32 at 1/8, 64 at 1/16), as the real
-    one has (320, 640, 1280, 1280) for SD's four down blocks."""
-    from diffusers import T2IAdapter
-
-    _seeded(800)
-    channels = list(_UNET_BLOCKS["block_out_channels"])
-    T2IAdapter(in_channels=3, channels=channels, num_res_blocks=1, downscale_factor=8).save_pretrained(folder)
+    """T2I-Adapter (full adapter) for colour segmentation maps, root layout of TencentARC/t2iadapter_seg_sd14v1
+    (one res block per level: its seeded weights predate the shared helper's default)."""
+    _t2i_adapter(3, 800, num_res_blocks=1).save_pretrained(folder)
 
 
 def build_ade20k_segmenter(folder: Path) -> None:
