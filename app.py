@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -15,6 +16,7 @@ import gradio as gr  # noqa: E402
 import methods  # noqa: E402, F401  (registers every method)
 from demos import leaderboard, tabs  # noqa: E402
 from demos.common import Hub  # noqa: E402
+from demos.guard import HubBlocks  # noqa: E402
 from methods.core.backbone import Backbone  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
@@ -28,7 +30,9 @@ INTRO = (
 
 
 def build_app(hub: Hub, settings: Settings) -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as app:
+    # Gradio's cache (uploads, served images and files) is swept as often as the run folders age out.
+    sweep = max(1, round(settings.keep_seconds))
+    with HubBlocks(title=TITLE, delete_cache=(max(1, sweep // 4), sweep)) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         for tab in tabs():
             with gr.Tab(tab.CONDITION.title, id=tab.CONDITION.value):
@@ -39,17 +43,23 @@ def build_app(hub: Hub, settings: Settings) -> gr.Blocks:
     return app
 
 
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """What ``launch`` needs beyond host and port to stay bounded on a public Space (tests use it too)."""
+    return {
+        "show_error": False,  # only our sentences (gr.Error) reach the visitor; HubBlocks makes sure there is one
+        "allowed_paths": ["assets"],
+        "max_file_size": int(settings.max_file_mb * 2**20),
+        "state_session_capacity": settings.max_sessions,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("HUB_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(argv)
     quiet_libraries()
-    hub = Hub(Backbone(settings))
+    hub = Hub(Backbone(settings), settings)
     build_app(hub, settings).launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=settings.share,
-        show_error=False,
-        allowed_paths=["assets"],
+        server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options(settings)
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo
 from methods.core import audio as audio_tools
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -30,7 +29,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="audio-image")
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="audio-image")
         with gr.Column():
             clip = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Sound clip (≤ 30 s)", elem_id="audio-clip"

@@ -7,7 +7,6 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import load_image, square_image
 from methods.core.spec import Condition, EditInputs, InputError
@@ -19,7 +18,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     if values["image"] is None:
         raise InputError("Please upload a photo of an object of the source class.")
     inputs.image = square_image(load_image(values["image"], "the source photo"), hub.backbone.size)
-    if not values["source_class"] or not values["target_class"]:
+    if values["source_class"] in (None, "") or values["target_class"] in (None, ""):
         raise InputError("Please pick both a source class and a target class.")
     inputs.source_class = class_index(values["source_class"])
     inputs.target_class = class_index(values["target_class"])
@@ -33,13 +32,17 @@ def create_demo(hub: Hub) -> None:
     banner(hub)
     names = class_names()
     with gr.Row():
-        image = Photo(
+        image = gr.Image(
             type="pil", label="Source photo (centre-cropped to a square)", sources=["upload"], elem_id="class-image"
         )
         with gr.Column():
-            source_class = gr.Dropdown(names, value="Persian cat", label="Source class (ImageNet)", filterable=True)
+            # Custom values: a class id ("281") or a name typed with other capitals is read by class_index, which
+            # answers an unknown one with the closest names (Gradio would print all 1000).
+            source_class = gr.Dropdown(
+                names, value="Persian cat", label="Source class (ImageNet name or id)", allow_custom_value=True
+            )
             target_class = gr.Dropdown(
-                names, value="golden retriever", label="Target class (ImageNet)", filterable=True
+                names, value="golden retriever", label="Target class (ImageNet name or id)", allow_custom_value=True
             )
     widgets = {"image": image, "source_class": source_class, "target_class": target_class}
     build_tab(hub, CONDITION, widgets, build_inputs, guidance=False)

@@ -11,7 +11,7 @@ import inspect
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -19,21 +19,38 @@ import gradio as gr
 from methods.core.backbone import Backbone
 from methods.core.conditions import condition_cell
 from methods.core.images import fit_image, load_image
-from methods.core.registry import list_methods
+from methods.core.limits import text_field
+from methods.core.outputs import RunFolders
+from methods.core.registry import get_method, list_methods
 from methods.core.runner import Comparison, run_comparison
-from methods.core.spec import Condition, EditInputs, InputError, Param
+from methods.core.settings import Settings
+from methods.core.spec import BoolParam, Condition, EditInputs, FloatParam, InputError, IntParam, Param
 
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**31 - 1
 RECORD_COLUMNS = ["method", "status", "seconds", "seed", "steps", "guidance", "params", "message"]
+# The settings every method shares: their widgets and the checks of a client's values come from these.
+SEED = IntParam("seed", 0, 0, MAX_SEED, label="Seed (shared by all methods)")
+STEPS = IntParam("steps", 30, 1, 100, label="Steps")
+GUIDANCE = FloatParam("guidance_scale", 7.5, 1.0, 20.0, step=0.5, label="Guidance scale")
+FLAGS = {
+    "randomize_seed": BoolParam("randomize_seed", False, label="Randomize seed"),
+    "show_metrics": BoolParam("show_metrics", False, label="Score the cells"),
+}
 
 
 @dataclass
 class Hub:
-    """What the tabs share: the resident backbone (built once by app.py)."""
+    """What the tabs share: the resident backbone (built once by app.py) and the folders runs write into."""
 
     backbone: Backbone
+    settings: Settings | None = None  # the app's settings (default: the backbone's)
+    runs: RunFolders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = self.settings or self.backbone.settings
+        self.runs = RunFolders(self.settings.output_dir, self.settings.keep_runs, self.settings.keep_seconds)
 
     def source_image(self, value: Any, what: str = "the source image", required: bool = True) -> Any:
         """Upload -> RGB at the backbone's working size (longest side), sides multiple of its stride."""
@@ -50,6 +67,18 @@ class Hub:
 
 # A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
 Builder = Callable[[Hub, dict[str, Any], EditInputs], EditInputs]
+
+
+def on_draw(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: Any, outputs: Any) -> Any:
+    """Wire a preview that only draws (no model): answered at once, outside the queue, so a full queue of Runs
+    never refuses it."""
+    return trigger(fn, inputs, outputs, api_visibility="private", queue=False)
+
+
+def on_model(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: Any, outputs: Any) -> Any:
+    """Wire a preview that loads or runs a model (OpenPose, Segment Anything, the segmenter, line detectors): it
+    takes its turn in the GPU slot the Runs use, so no model is ever loaded or run beside a Run."""
+    return trigger(fn, inputs, outputs, api_visibility="private", concurrency_id="gpu", concurrency_limit=1)
 
 
 def banner(hub: Hub) -> None:
@@ -128,10 +157,17 @@ def build_tab(
             elem_id=f"{condition.value}-methods",
         )
     with gr.Row():
-        seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed (shared by all methods)")
-        randomize = gr.Checkbox(value=False, label="Randomize seed")
-        steps = gr.Slider(1, 100, value=default_steps, step=1, label="Steps")
-        cfg = gr.Slider(1.0, 20.0, value=7.5, step=0.5, label="Guidance scale", visible=guidance)
+        seed = gr.Number(value=0, precision=0, minimum=SEED.minimum, maximum=SEED.maximum, label=SEED.title)
+        randomize = gr.Checkbox(value=False, label=FLAGS["randomize_seed"].title)
+        steps = gr.Slider(STEPS.minimum, STEPS.maximum, value=default_steps, step=1, label=STEPS.title)
+        cfg = gr.Slider(
+            GUIDANCE.minimum,
+            GUIDANCE.maximum,
+            value=GUIDANCE.default,
+            step=GUIDANCE.step,
+            label=GUIDANCE.title,
+            visible=guidance,
+        )
         score = gr.Checkbox(
             value=hub.backbone.device.type == "cuda",
             label="Score the cells (CLIP, LPIPS, SSIM, PSNR, DINO structure)",
@@ -155,7 +191,7 @@ def build_tab(
     )
     # Shown only while scoring is on: an empty table under the grid reads as a broken one.
     metrics = gr.Dataframe(label="Metrics (source → each method's output)", visible=score.value, wrap=True)
-    score.change(lambda on: gr.Dataframe(visible=on), score, metrics, api_visibility="private")
+    on_draw(score.change, lambda on: gr.Dataframe(visible=on), score, metrics)
     with gr.Accordion("Per-method record (reproduce any cell)", open=False):
         table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
         files = gr.File(label="Grid PNG and records JSON", file_count="multiple")
@@ -166,38 +202,42 @@ def build_tab(
     param_keys = [(m, p) for m, p, _ in param_components]
 
     def process(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        # Every value is checked here before any work starts; HubBlocks turns the InputError into the message.
         named = dict(zip(widget_names, values[: len(widget_names)], strict=True))
+        for name, value in named.items():
+            if isinstance(widgets[name], gr.Textbox):
+                text_field(value, f"“{widgets[name].label}”")
         chosen, seed_value, randomize_value, steps_value, guidance_value, score_value = values[
             len(widget_names) : len(widget_names) + 6
         ]
         param_values = values[len(widget_names) + 6 :]
         if not chosen:
             raise gr.Error("Select at least one method to compare.")
-        seed_value = random.randint(0, MAX_SEED) if randomize_value else int(seed_value or 0)
+        if FLAGS["randomize_seed"].coerce(randomize_value):
+            seed_value = random.randint(0, MAX_SEED)
+        seed_value = SEED.coerce(0 if seed_value is None else seed_value)
+        steps_value = STEPS.coerce(steps_value if steps_value is not None else default_steps)
+        guidance_value = GUIDANCE.coerce(guidance_value)
         params: dict[str, dict[str, Any]] = {}
         for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
-            params.setdefault(method_name, {})[param_name] = value
-        try:
-            inputs = builder(hub, named, EditInputs(steps=int(steps_value), guidance=float(guidance_value)))
-            cell = condition_cell(condition, inputs)
-            comparison = run_comparison(
-                hub.backbone,
-                condition,
-                list(chosen),
-                inputs,
-                seed_value,
-                params={k: v for k, v in params.items() if k in chosen},
-                condition_cell=cell,
-                progress=lambda f, text: progress(f, desc=text),
-            )
-            scores = _metrics_rows(hub, comparison, inputs) if score_value else None
-        except InputError as error:
-            raise gr.Error(str(error)) from None
-        except gr.Error:
-            raise
-        except Exception as error:  # noqa: BLE001 - never a stack trace in the UI
-            logger.exception("%s tab failed", condition.value)
-            raise gr.Error(f"Could not run the comparison: {type(error).__name__}: {error}") from None
+            if method_name in chosen:
+                params.setdefault(method_name, {})[param_name] = value
+        params = {name: get_method(name).resolve_params(values) for name, values in params.items()}
+        inputs = builder(hub, named, EditInputs(steps=steps_value, guidance=guidance_value))
+        cell = condition_cell(condition, inputs)
+        comparison = run_comparison(
+            hub.backbone,
+            condition,
+            list(chosen),
+            inputs,
+            seed_value,
+            params=params,
+            condition_cell=cell,
+            progress=lambda f, text: progress(f, desc=text),
+            out_dir=hub.runs.new(condition.value),
+            time_budget=hub.settings.max_request_seconds,
+        )
+        scores = _metrics_rows(hub, comparison, inputs) if FLAGS["show_metrics"].coerce(score_value) else None
         files = [str(p) for p in comparison.files]
         return comparison.gallery, _records_table(comparison), files, seed_value, scores
 

@@ -7,18 +7,19 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, banner, build_tab, on_draw
 from demos.widgets import (
-    Photo,
     display_size,
     dump,
     for_display,
     mask_editor,
     mask_from,
     parse_json_list,
+    relative,
     relative_click,
 )
 from methods.core.images import draw_drags
+from methods.core.limits import MAX_DRAG_PAIRS
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
 CONDITION = Condition.DRAG
@@ -28,12 +29,10 @@ DRAG_EXAMPLE = "[[0.3, 0.5, 0.6, 0.5]] (handle x, y, target x, y in 0..1)"
 def parse_drags(text: str | None, size: tuple[int, int]) -> list[Drag]:
     width, height = size
     drags = []
-    for item in parse_json_list(text, "drag points", DRAG_EXAMPLE):
-        if not (isinstance(item, list) and len(item) == 4 and all(isinstance(v, int | float) for v in item)):
+    for item in parse_json_list(text, "drag points", DRAG_EXAMPLE, cap=MAX_DRAG_PAIRS, hint="(pairs)"):
+        if not (isinstance(item, list) and len(item) == 4):
             raise InputError(f"Each drag is four numbers, e.g. {DRAG_EXAMPLE}.")
-        if not all(0.0 <= v <= 1.0 for v in item):
-            raise InputError("Drag points must lie inside the image (coordinates in 0..1).")
-        hx, hy, tx, ty = item
+        hx, hy, tx, ty = (relative(v, "drag points", DRAG_EXAMPLE) for v in item)
         drags.append(
             Drag(
                 (round(hx * (width - 1)), round(hy * (height - 1))), (round(tx * (width - 1)), round(ty * (height - 1)))
@@ -59,8 +58,8 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
-        canvas = Photo(
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="drag-image")
+        canvas = gr.Image(
             type="pil",
             interactive=False,
             label="Click handle (red), then target (blue)",
@@ -101,11 +100,11 @@ def create_demo(hub: Hub) -> None:
         items.append([round(handle[0], 4), round(handle[1], 4), round(x, 4), round(y, 4)])
         return dump(items), None
 
-    image.change(lambda im: im, image, drawing, api_visibility="private")
+    on_draw(image.change, lambda im: im, image, drawing)
     for trigger in (points.change, image.change, drawing.change):
-        trigger(redraw, [points, image, drawing], canvas, api_visibility="private")
-    canvas.select(click, [points, pending, image], [points, pending], api_visibility="private")
-    clear.click(lambda: ("[]", None), None, [points, pending], api_visibility="private")
+        on_draw(trigger, redraw, [points, image, drawing], canvas)
+    on_draw(canvas.select, click, [points, pending, image], [points, pending])
+    on_draw(clear.click, lambda: ("[]", None), None, [points, pending])
     widgets = {"image": image, "drag_points": points, "mask_drawing": drawing, "prompt": prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(

@@ -7,9 +7,10 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, dump, for_display, parse_json_list, relative_click
+from demos.common import Hub, banner, build_tab, on_draw
+from demos.widgets import dump, for_display, parse_json_list, relative_click
 from methods.core.images import draw_boxes
+from methods.core.limits import MAX_BOXES
 from methods.core.spec import Box, Condition, EditInputs, InputError
 
 CONDITION = Condition.LAYOUT
@@ -18,12 +19,14 @@ BOX_EXAMPLE = '[{"phrase": "a red car", "box": [0.1, 0.5, 0.5, 0.9]}] (x0, y0, x
 
 def parse_boxes(text: str | None) -> list[Box]:
     boxes = []
-    for item in parse_json_list(text, "boxes", BOX_EXAMPLE):
-        try:
-            phrase = str(item["phrase"]).strip()
-            x0, y0, x1, y1 = (min(max(float(v), 0.0), 1.0) for v in item["box"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.") from None
+    for item in parse_json_list(text, "boxes", BOX_EXAMPLE, cap=MAX_BOXES):
+        corners = item.get("box") if isinstance(item, dict) else None
+        if not (isinstance(corners, list) and len(corners) == 4 and isinstance(item.get("phrase"), str)):
+            raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in corners):
+            raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.")
+        phrase = item["phrase"].strip()
+        x0, y0, x1, y1 = (min(max(float(v), 0.0), 1.0) for v in corners)  # JSON parsing already refused NaN
         if not phrase:
             raise InputError("Every box needs a phrase saying what goes inside it.")
         x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
@@ -48,13 +51,13 @@ def create_demo(hub: Hub) -> None:
     size = hub.backbone.size
     blank = Image.new("RGB", (size, size), (235, 235, 235))
     with gr.Row():
-        image = Photo(
+        image = gr.Image(
             type="pil",
             label="Source photo (optional: for editing inside the boxes)",
             sources=["upload"],
             elem_id="layout-image",
         )
-        canvas = Photo(
+        canvas = gr.Image(
             type="pil",
             value=for_display(blank),
             interactive=False,
@@ -98,10 +101,10 @@ def create_demo(hub: Hub) -> None:
         )
         return dump(items), None
 
-    canvas.select(click, [boxes, corner, phrase, image], [boxes, corner], api_visibility="private")
-    boxes.change(redraw, [boxes, image], canvas, api_visibility="private")
-    image.change(redraw, [boxes, image], canvas, api_visibility="private")
-    clear.click(lambda: ("[]", None), None, [boxes, corner], api_visibility="private")
+    on_draw(canvas.select, click, [boxes, corner, phrase, image], [boxes, corner])
+    on_draw(boxes.change, redraw, [boxes, image], canvas)
+    on_draw(image.change, redraw, [boxes, image], canvas)
+    on_draw(clear.click, lambda: ("[]", None), None, [boxes, corner])
     widgets = {"image": image, "boxes": boxes, "prompt": prompt, "negative_prompt": negative_prompt}
     build_tab(hub, CONDITION, widgets, build_inputs)
     gr.Examples(

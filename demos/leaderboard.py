@@ -1,7 +1,9 @@
 """Leaderboard tab: the method x task table of an EditEval results folder, with each item's grid a click away.
 
 The folder is what ``python -m evaluation evaluate --out DIR`` wrote (``table.csv``, ``scores.csv``,
-``run.json``, ``items/<id>/grid.png``). The tab only reads files; it runs nothing.
+``run.json``, ``items/<id>/grid.png``). The tab only reads files, and only under the results root
+(``--results-root``, default ``outputs/``): a folder typed outside it is refused with one sentence that does not
+say whether it exists.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from demos.common import Hub
+from demos.common import Hub, on_draw
 from evaluation.editeval import metric_label
 from evaluation.metrics import METRICS
 
 logger = logging.getLogger(__name__)
 
 TITLE = "Leaderboard"
-DEFAULT_FOLDER = Path("outputs/editeval")
+DEFAULT_FOLDER = Path("editeval")  # inside the results root
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -31,11 +33,20 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def results_folder(value: str | None) -> Path:
-    folder = Path((value or "").strip() or DEFAULT_FOLDER).expanduser()
-    if not (folder / "table.csv").is_file():
+def results_folder(value: str | None, root: Path) -> Path:
+    """The results folder typed in the tab (relative to the working directory or to ``root``), if it lies
+    inside ``root`` and holds a results table."""
+    text = (value or "").strip()
+    root = Path(root).resolve()
+    typed = Path(text) if text else DEFAULT_FOLDER
+    inside = [c.resolve() for c in (typed, root / typed) if c.resolve().is_relative_to(root)]
+    if not inside:
+        raise gr.Error(f"Results are read only from folders inside the results root `{root.name}/`; type one there.")
+    folder = next((c for c in inside if (c / "table.csv").is_file()), None)
+    if folder is None:
+        shown = inside[0].relative_to(root.parent)
         raise gr.Error(
-            f"No results in {folder}: run `python -m evaluation evaluate --dataset DIR --out {folder}` first, "
+            f"No results in {shown}: run `python -m evaluation evaluate --dataset DIR --out {shown}` first, "
             "or type the folder it wrote."
         )
     return folder
@@ -102,22 +113,22 @@ def item_grid(folder: Path, item: str) -> Image.Image | None:
     return Image.open(path).convert("RGB") if path.is_file() else None
 
 
-def tables(folder_value: str, metric: str | None) -> tuple[list[tuple[str, str]], str, str, Any, Any]:
+def tables(root: Path, folder_value: str, metric: str | None) -> tuple[list[tuple[str, str]], str, str, Any, Any]:
     """(metric choices, chosen metric, run summary, method x task table, item table) of a results folder."""
-    folder = results_folder(folder_value)
+    folder = results_folder(folder_value, root)
     metrics = metrics_in(folder)
     metric = metric if metric in metrics else metrics[0]
     choices = [(metric_label(m), m) for m in metrics]
     return choices, metric, run_summary(folder), leaderboard(folder, metric), items_table(folder, metric)
 
 
-def load(folder_value: str, metric: str | None) -> tuple[Any, ...]:
-    choices, metric, summary, board, items = tables(folder_value, metric)
+def load(root: Path, folder_value: str, metric: str | None) -> tuple[Any, ...]:
+    choices, metric, summary, board, items = tables(root, folder_value, metric)
     return gr.update(choices=choices, value=metric), summary, board, items
 
 
-def show_grid(folder_value: str, event: gr.SelectData) -> tuple[Image.Image | None, str]:
-    folder = results_folder(folder_value)
+def show_grid(root: Path, folder_value: str, event: gr.SelectData) -> tuple[Image.Image | None, str]:
+    folder = results_folder(folder_value, root)
     row = event.row_value or []
     if not row:
         return None, "Select a row of the item table."
@@ -125,15 +136,16 @@ def show_grid(folder_value: str, event: gr.SelectData) -> tuple[Image.Image | No
     return image, f"Grid of **{row[0]}** (source first; scores in the captions)"
 
 
-def _initial() -> tuple[list[tuple[str, str]], str | None, str, Any, Any, str]:
+def _initial(root: Path) -> tuple[list[tuple[str, str]], str | None, str, Any, Any, str]:
     """The default folder's tables at start-up (empty when it has none)."""
-    if not (DEFAULT_FOLDER / "table.csv").is_file():
+    default = Path(root) / DEFAULT_FOLDER
+    if not (default / "table.csv").is_file():
         return [], None, "", None, None, ""
     try:
-        return *tables(str(DEFAULT_FOLDER), None), str(DEFAULT_FOLDER)
+        return *tables(root, str(default), None), str(default)
     except (gr.Error, OSError, KeyError, ValueError, IndexError) as error:  # a half-written folder: start empty
-        logger.warning("leaderboard: could not read %s: %s", DEFAULT_FOLDER, error)
-        return [], None, "", None, None, str(DEFAULT_FOLDER)
+        logger.warning("leaderboard: could not read %s: %s", default, error)
+        return [], None, "", None, None, str(default)
 
 
 def create_demo(hub: Hub) -> None:
@@ -141,9 +153,10 @@ def create_demo(hub: Hub) -> None:
         "Scores from `python -m evaluation evaluate` on an EditEval-style dataset: mean over items per method "
         "and task (click a column header to sort). Select an item row to see its grid."
     )
-    choices, metric_value, summary_value, board_value, items_value, start = _initial()
+    root = hub.settings.results_root
+    choices, metric_value, summary_value, board_value, items_value, start = _initial(root)
     with gr.Row():
-        folder = gr.Textbox(value=start, label="Results folder", placeholder=str(DEFAULT_FOLDER), scale=3)
+        folder = gr.Textbox(value=start, label="Results folder", placeholder=str(root / DEFAULT_FOLDER), scale=3)
         metric = gr.Dropdown(choices=choices, value=metric_value, label="Metric", scale=2)
         load_button = gr.Button("Load", scale=1)
     summary = gr.Markdown(summary_value)
@@ -159,7 +172,14 @@ def create_demo(hub: Hub) -> None:
     caption = gr.Markdown()
     grid = gr.Image(type="pil", label="Item grid", interactive=False, elem_id="leaderboard-grid")
     outputs = [metric, summary, board, items]
-    load_button.click(load, inputs=[folder, metric], outputs=outputs, api_name="leaderboard")
-    folder.submit(load, inputs=[folder, metric], outputs=outputs, api_visibility="private")
-    metric.input(load, inputs=[folder, metric], outputs=outputs, api_visibility="private")
-    items.select(show_grid, inputs=[folder], outputs=[grid, caption], api_visibility="private")
+
+    def load_tables(folder_value: str, metric_value: str | None) -> tuple[Any, ...]:
+        return load(root, folder_value, metric_value)
+
+    def grid_of(folder_value: str, event: gr.SelectData) -> tuple[Image.Image | None, str]:
+        return show_grid(root, folder_value, event)
+
+    load_button.click(load_tables, inputs=[folder, metric], outputs=outputs, api_name="leaderboard", queue=False)
+    on_draw(folder.submit, load_tables, [folder, metric], outputs)
+    on_draw(metric.input, load_tables, [folder, metric], outputs)
+    on_draw(items.select, grid_of, [folder], [grid, caption])

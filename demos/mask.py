@@ -15,9 +15,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, banner, build_tab, on_draw, on_model
 from demos.widgets import (
-    Photo,
     display_size,
     dump,
     editor_background,
@@ -25,10 +24,12 @@ from demos.widgets import (
     mask_editor,
     mask_from,
     parse_json_list,
+    relative,
     relative_click,
 )
 from methods.core import masks
 from methods.core.images import mask_overlay
+from methods.core.limits import MAX_CLICKS
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.MASK
@@ -50,20 +51,14 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 
 
 # -- Segment Anything prompts ------------------------------------------------------------------------
-def _relative(value: Any, what: str, example: str) -> float:
-    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise InputError(f"The {what} must be numbers in 0..1, e.g. {example}.")
-    return float(value)
-
-
 def parse_points(text: str | None, size: tuple[int, int]) -> list[tuple[float, float, int]]:
     """Clicks as JSON [[x, y, label], ...] (relative, 1 = object, 0 = background) -> pixels of ``size``."""
     width, height = size
     points = []
-    for item in parse_json_list(text, "clicks", POINTS_EXAMPLE):
-        if not (isinstance(item, list) and len(item) == 3 and item[2] in (0, 1)):
+    for item in parse_json_list(text, "clicks", POINTS_EXAMPLE, cap=MAX_CLICKS):
+        if not (isinstance(item, list) and len(item) == 3 and item[2] in (0, 1) and not isinstance(item[2], float)):
             raise InputError(f"Each click is [x, y, label], e.g. {POINTS_EXAMPLE}.")
-        x, y = (_relative(v, "clicks", POINTS_EXAMPLE) for v in item[:2])
+        x, y = (relative(v, "clicks", POINTS_EXAMPLE) for v in item[:2])
         points.append((x * (width - 1), y * (height - 1), int(item[2])))
     return points
 
@@ -75,25 +70,19 @@ def parse_box(text: str | None, size: tuple[int, int]) -> tuple[float, float, fl
         return None
     if len(values) != 4:
         raise InputError(f"The box is four numbers, e.g. {BOX_EXAMPLE}.")
-    x0, y0, x1, y1 = (_relative(v, "box", BOX_EXAMPLE) for v in values)
+    x0, y0, x1, y1 = (relative(v, "box", BOX_EXAMPLE) for v in values)
     width, height = size
     return min(x0, x1) * (width - 1), min(y0, y1) * (height - 1), max(x0, x1) * (width - 1), max(y0, y1) * (height - 1)
 
 
 def segment(hub: Hub, photo: Image.Image, points_text: str, box_text: str) -> list[Any]:
-    """SAM's candidate masks for the clicks and box (empty without any); errors as sentences (gr.Error)."""
+    """SAM's candidate masks for the clicks and box (empty without any); bad clicks raise InputError."""
     from methods.core.sam import segmenter
 
-    try:
-        points, box = parse_points(points_text, photo.size), parse_box(box_text, photo.size)
-    except InputError as error:
-        raise gr.Error(str(error)) from None
+    points, box = parse_points(points_text, photo.size), parse_box(box_text, photo.size)
     if not points and box is None:
         return []
-    try:
-        return segmenter(hub.backbone).predict(photo, points, box)
-    except Exception as error:  # noqa: BLE001 - loading or running SAM: say so instead of a stack trace
-        raise gr.Error(f"Segment Anything could not run ({type(error).__name__}: {error}).") from None
+    return segmenter(hub.backbone).predict(photo, points, box)
 
 
 def choice_update(candidates: list[Any], keep: str | None) -> dict[str, Any]:
@@ -107,7 +96,8 @@ def choice_update(candidates: list[Any], keep: str | None) -> dict[str, Any]:
 def selected_mask(candidates: list[Any], choice: str | None, grow: float, smoothing: float) -> Image.Image | None:
     if not candidates:
         return None
-    candidate = candidates[int(choice) if choice is not None and int(choice) < len(candidates) else 0]
+    index = int(choice) if isinstance(choice, str) and choice.isdigit() else 0
+    candidate = candidates[index if index < len(candidates) else 0]
     return masks.dilate(masks.smooth(masks.from_bool(candidate.mask), smoothing), grow)
 
 
@@ -144,11 +134,11 @@ def add_click(
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="mask-image")
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="mask-image")
         drawing = mask_editor(elem_id="mask-drawing")
     with gr.Accordion("…or click on the object: Segment Anything", open=True):
         with gr.Row():
-            canvas = Photo(
+            canvas = gr.Image(
                 type="pil",
                 interactive=False,
                 label="Click the object (green) / background (red); the mask is blue",
@@ -174,7 +164,7 @@ def create_demo(hub: Hub) -> None:
                     clear = gr.Button("Clear clicks")
                     use = gr.Button("Use this mask", variant="secondary", elem_id="mask-sam-use")
     with gr.Row():
-        mask_image = Photo(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
+        mask_image = gr.Image(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
         with gr.Column():
             prompt = gr.Textbox(
                 value="", label="Prompt for the masked region (or the new area)", placeholder="a wooden bench"
@@ -198,8 +188,8 @@ def create_demo(hub: Hub) -> None:
     def click(points_text: str, box_text: str, pending_corner: Any, mode_value: str, source: Any, evt: gr.SelectData):
         if source is None:
             raise gr.Error("Upload a photo first.")
-        relative = relative_click(evt, display_size(hub.source_image(source).size))
-        return add_click(points_text, box_text, pending_corner, mode_value, relative)
+        where = relative_click(evt, display_size(hub.source_image(source).size))
+        return add_click(points_text, box_text, pending_corner, mode_value, where)
 
     def use_mask(source: Any, points_text: str, box_text: str, keep: str | None, grow_px: float, smooth_px: float):
         if source is None:
@@ -213,17 +203,16 @@ def create_demo(hub: Hub) -> None:
 
     prompts_in = [image, points, box, grow, smoothing]
     view_in = [image, points, box, choice, grow, smoothing]
-    image.change(lambda im: im, inputs=image, outputs=drawing, api_visibility="private")
-    image.change(lambda: ("[]", "", None), None, [points, box, pending], api_visibility="private").then(
-        on_prompts, prompts_in, [canvas, choice], api_visibility="private"
-    )
+    on_draw(image.change, lambda im: im, image, drawing)
+    reset = on_draw(image.change, lambda: ("[]", "", None), None, [points, box, pending])
+    on_model(reset.then, on_prompts, prompts_in, [canvas, choice])
     for trigger in (points.change, box.change):
-        trigger(on_prompts, prompts_in, [canvas, choice], api_visibility="private")
+        on_model(trigger, on_prompts, prompts_in, [canvas, choice])
     for trigger in (choice.input, grow.release, smoothing.release):
-        trigger(refresh, view_in, [canvas, choice], api_visibility="private")
-    canvas.select(click, [points, box, pending, mode, image], [points, box, pending], api_visibility="private")
-    clear.click(lambda: ("[]", "", None), None, [points, box, pending], api_visibility="private")
-    use.click(use_mask, view_in, [mask_image, drawing], api_visibility="private")
+        on_model(trigger, refresh, view_in, [canvas, choice])
+    on_draw(canvas.select, click, [points, box, pending, mode, image], [points, box, pending])
+    on_draw(clear.click, lambda: ("[]", "", None), None, [points, box, pending])
+    on_model(use.click, use_mask, view_in, [mask_image, drawing])
     widgets = {
         "image": image,
         "mask_drawing": drawing,

@@ -10,9 +10,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
+from demos.common import Hub, banner, build_tab, on_draw, on_model
+from demos.widgets import display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
 from methods.core.images import load_image
+from methods.core.limits import shown
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, Keypoints, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -29,11 +30,15 @@ def parse_keypoints(text: str | None) -> list[tuple[float, float] | None]:
     for point in points:
         if point is None:
             parsed.append(None)
-        elif isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point):
+        elif isinstance(point, list) and len(point) == 2 and all(_number(v) for v in point):
             parsed.append((min(max(float(point[0]), 0.0), 1.0), min(max(float(point[1]), 0.0), 1.0)))
         else:
-            raise InputError(f"Each keypoint must be [x, y] in 0..1 or null; got {point!r}.")
+            raise InputError(f"Each keypoint must be [x, y] in 0..1 or null; got {shown(point)}.")
     return parsed
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)  # JSON parsing already refused NaN
 
 
 def keypoints_text(keypoints: Keypoints) -> str:
@@ -110,7 +115,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(
+        image = gr.Image(
             type="pil",
             label="Source photo (optional: without it, methods generate)",
             sources=["upload", "clipboard"],
@@ -118,16 +123,16 @@ def create_demo(hub: Hub) -> None:
         )
         with gr.Column():
             mode = gr.Radio(list(MODES), value=MODES[0], label="Pose from")
-            pose_photo = Photo(
+            pose_photo = gr.Image(
                 type="pil", label="Photo to detect the pose from (default: the source)", sources=["upload"], height=160
             )
             with gr.Row():
                 hands = gr.Checkbox(value=False, label="Detect hands", info="“detect from photo” mode")
                 face = gr.Checkbox(value=False, label="Detect face", info="“detect from photo” mode")
             detect = gr.Button("Detect the pose → editable keypoints (body)", elem_id="pose-detect")
-            uploaded = Photo(type="pil", label="Pose map upload", sources=["upload"], height=160)
+            uploaded = gr.Image(type="pil", label="Pose map upload", sources=["upload"], height=160)
     with gr.Row():
-        canvas = Photo(
+        canvas = gr.Image(
             type="pil",
             label="Pose preview: pick a joint, then click where it goes",
             interactive=False,
@@ -147,7 +152,9 @@ def create_demo(hub: Hub) -> None:
     with gr.Accordion("Mask for re-posing inside a region (optional; needs the source photo)", open=False):
         with gr.Row():
             mask_drawing = mask_editor("Mask: paint over the person to redraw", elem_id="pose-mask-drawing")
-            mask_image = Photo(type="pil", label="…or upload a mask (white = redraw)", sources=["upload"], height=200)
+            mask_image = gr.Image(
+                type="pil", label="…or upload a mask (white = redraw)", sources=["upload"], height=200
+            )
         gr.Markdown("Without a mask the re-pose methods are skipped; the others ignore it.")
 
     def source_of(source: Any) -> Image.Image | None:
@@ -158,30 +165,21 @@ def create_demo(hub: Hub) -> None:
         return display_size(hub.working_size(photo))
 
     def preview(text: str, source: Any) -> Any:
-        try:
-            return pose_preview(parse_keypoints(text), canvas_size(source), source_of(source))
-        except InputError as error:
-            raise gr.Error(str(error)) from None
+        return pose_preview(parse_keypoints(text), canvas_size(source), source_of(source))
 
     def move_joint(text: str, name: str, source: Any, evt: gr.SelectData) -> str:
         x, y = relative_click(evt, canvas_size(source))
-        try:
-            return move_keypoint(text, name, x, y)
-        except InputError as error:
-            raise gr.Error(str(error)) from None
+        return move_keypoint(text, name, x, y)
 
     def detect_into_keypoints(photo: Any, source: Any) -> tuple[str, str]:
-        try:
-            return detected_keypoints(hub, photo, source), MODES[0]
-        except InputError as error:
-            raise gr.Error(str(error)) from None
+        return detected_keypoints(hub, photo, source), MODES[0]
 
-    keypoints.change(preview, [keypoints, image], canvas, api_visibility="private")
-    image.change(preview, [keypoints, image], canvas, api_visibility="private")
-    image.change(lambda im: im, inputs=image, outputs=mask_drawing, api_visibility="private")
-    canvas.select(move_joint, [keypoints, joint, image], keypoints, api_visibility="private")
-    reset.click(lambda: dump([list(p) for p in DEFAULT_KEYPOINTS]), None, keypoints, api_visibility="private")
-    detect.click(detect_into_keypoints, [pose_photo, image], [keypoints, mode], api_visibility="private")
+    on_draw(keypoints.change, preview, [keypoints, image], canvas)
+    on_draw(image.change, preview, [keypoints, image], canvas)
+    on_draw(image.change, lambda im: im, image, mask_drawing)
+    on_draw(canvas.select, move_joint, [keypoints, joint, image], keypoints)
+    on_draw(reset.click, lambda: dump([list(p) for p in DEFAULT_KEYPOINTS]), None, keypoints)
+    on_model(detect.click, detect_into_keypoints, [pose_photo, image], [keypoints, mode])
     widgets = {
         "image": image,
         "pose_mode": mode,

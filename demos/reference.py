@@ -11,8 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, editor_background, mask_editor, mask_from
+from demos.common import Hub, banner, build_tab, on_draw
+from demos.widgets import editor_background, mask_editor, mask_from
 from methods.core.images import load_image
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -38,13 +38,13 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(
+        image = gr.Image(
             type="pil",
             label="Source photo (optional: without it, methods generate)",
             sources=["upload", "clipboard"],
             elem_id="reference-image",
         )
-        reference = Photo(
+        reference = gr.Image(
             type="pil", label="Reference image", sources=["upload", "clipboard"], elem_id="reference-reference"
         )
     with gr.Row():
@@ -53,7 +53,7 @@ def create_demo(hub: Hub) -> None:
             elem_id="reference-mask-drawing",
         )
         with gr.Column():
-            mask_image = Photo(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
+            mask_image = gr.Image(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
             prompt = gr.Textbox(
                 value="",
                 label="Prompt (optional; Textual Inversion's new word is <ref>)",
@@ -61,7 +61,7 @@ def create_demo(hub: Hub) -> None:
             )
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     # The uploaded photo becomes the editor's background, so the mask is painted over it.
-    image.change(lambda im: im, inputs=image, outputs=drawing, api_visibility="private")
+    on_draw(image.change, lambda im: im, image, drawing)
     widgets = {
         "image": image,
         "reference": reference,

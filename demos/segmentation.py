@@ -15,11 +15,12 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, banner, build_tab, on_draw, on_model
 from demos.pose import parse_keypoints
-from demos.widgets import Photo, display_size, dump, editor_composite, parse_json_list, relative_click
+from demos.widgets import display_size, dump, editor_composite, parse_json_list, relative, relative_click
 from methods.core import masks
 from methods.core.images import load_image, mask_overlay
+from methods.core.limits import MAX_CLICKS
 from methods.core.pose import DEFAULT_KEYPOINTS, render_pose
 from methods.core.segmap import ADE20K_CLASSES, class_color
 from methods.core.segmenter import SegMap, class_mask, region_at, replace_class, segment_photo
@@ -79,11 +80,11 @@ def condition_map(hub: Hub, values: dict[str, Any], photo: Image.Image | None, s
 
 def parse_clicks(text: str | None) -> list[tuple[float, float, int]]:
     clicks = []
-    for item in parse_json_list(text, "region clicks", CLICKS_EXAMPLE):
-        ok = isinstance(item, list) and len(item) in (2, 3) and all(isinstance(v, int | float) for v in item)
-        if not ok or not all(0.0 <= v <= 1.0 for v in item[:2]) or (len(item) == 3 and item[2] not in (0, 1)):
+    for item in parse_json_list(text, "region clicks", CLICKS_EXAMPLE, cap=MAX_CLICKS):
+        if not (isinstance(item, list) and len(item) in (2, 3)) or (len(item) == 3 and item[2] not in (0, 1)):
             raise InputError(f"Each region click is [x, y] or [x, y, label], e.g. {CLICKS_EXAMPLE}.")
-        clicks.append((float(item[0]), float(item[1]), int(item[2]) if len(item) == 3 else 1))
+        x, y = (relative(v, "region clicks", CLICKS_EXAMPLE) for v in item[:2])
+        clicks.append((x, y, int(item[2]) if len(item) == 3 else 1))
     return clicks
 
 
@@ -199,7 +200,7 @@ def create_demo(hub: Hub) -> None:
         with gr.Column():
             gr.Markdown(legend())
             paint_class = gr.Dropdown(list(ADE20K_CLASSES), value="sky", label="Brush class")
-            image = Photo(
+            image = gr.Image(
                 type="pil",
                 label="Source photo (optional)",
                 sources=["upload"],
@@ -219,7 +220,7 @@ def create_demo(hub: Hub) -> None:
             replace = gr.Button("Replace class A by class B in the map")
     with gr.Accordion("Region to regenerate (region-edit method)", open=False):
         with gr.Row():
-            canvas = Photo(
+            canvas = gr.Image(
                 type="pil", interactive=False, label="Click to pick regions", elem_id="segmentation-region", height=320
             )
             with gr.Column():
@@ -234,7 +235,7 @@ def create_demo(hub: Hub) -> None:
             keypoints = gr.Textbox(
                 value=dump([list(p) for p in DEFAULT_KEYPOINTS]), lines=3, label="Keypoints (18 joints, x/y in 0..1)"
             )
-            pose_map = Photo(
+            pose_map = gr.Image(
                 type="pil",
                 label="Pose map (upload your own; starts as the standing skeleton)",
                 sources=["upload"],
@@ -255,11 +256,7 @@ def create_demo(hub: Hub) -> None:
         photo = hub.source_image(source, required=False)
         if photo is None:
             raise gr.Error("Upload a source photo first.")
-        try:
-            segmented = segment_photo(hub.backbone, photo)
-        except Exception as error:  # noqa: BLE001 - loading or running the segmenter: a sentence, not a trace
-            raise gr.Error(f"The segmenter could not run ({type(error).__name__}: {error}).") from None
-        return segmented.image, MAP_SOURCES[0]
+        return segment_photo(hub.backbone, photo).image, MAP_SOURCES[0]
 
     def replace_classes(value: Any, source: Any, old: str, new: str) -> Any:
         current = editor_map(value, hub.working_size(hub.source_image(source, required=False)))
@@ -269,12 +266,7 @@ def create_demo(hub: Hub) -> None:
 
     def preview(value: Any, source: Any, map_from: str, mode: str, name: str, clicks: str) -> Any:
         names = ("segmap", "image", "map_source", "region_mode", "region_class", "region_clicks")
-        try:
-            return region_preview(hub, dict(zip(names, (value, source, map_from, mode, name, clicks), strict=True)))
-        except InputError as error:
-            raise gr.Error(str(error)) from None
-        except Exception as error:  # noqa: BLE001 - the segmenter or SAM failing: a sentence, not a trace
-            raise gr.Error(f"Could not show the region ({type(error).__name__}: {error}).") from None
+        return region_preview(hub, dict(zip(names, (value, source, map_from, mode, name, clicks), strict=True)))
 
     def add_click(clicks: str, label: str, mode: str, source: Any, evt: gr.SelectData) -> tuple[str, str]:
         x, y = relative_click(evt, display_size(hub.working_size(hub.source_image(source, required=False))))
@@ -282,16 +274,15 @@ def create_demo(hub: Hub) -> None:
         items.append([round(x, 4), round(y, 4), 1 if label == "add" else 0])
         return dump(items), mode if mode in REGION_MODES[2:] else REGION_MODES[2]  # a click means click mode
 
-    private = {"api_visibility": "private"}
-    paint_class.change(set_brush, paint_class, segmap, **private)
-    segmap.change(refresh_legend, [segmap, image], classes, **private)
-    extract.click(extract_map, image, [segmap, map_source], **private)
-    replace.click(replace_classes, [segmap, image, replace_from, replace_to], segmap, **private)
+    on_draw(paint_class.change, set_brush, paint_class, segmap)
+    on_draw(segmap.change, refresh_legend, [segmap, image], classes)
+    on_model(extract.click, extract_map, image, [segmap, map_source])
+    on_draw(replace.click, replace_classes, [segmap, image, replace_from, replace_to], segmap)
     view_in = [segmap, image, map_source, region_mode, region_class, region_clicks]
     for widget in (segmap, image, map_source, region_mode, region_class, region_clicks):
-        widget.change(preview, view_in, canvas, **private)
-    canvas.select(add_click, [region_clicks, click_label, region_mode, image], [region_clicks, region_mode], **private)
-    clear.click(lambda: "[]", None, region_clicks, **private)
+        on_model(widget.change, preview, view_in, canvas)  # may segment the photo or run Segment Anything
+    on_draw(canvas.select, add_click, [region_clicks, click_label, region_mode, image], [region_clicks, region_mode])
+    on_draw(clear.click, lambda: "[]", None, region_clicks)
     widgets = {
         "segmap": segmap,
         "image": image,

@@ -12,8 +12,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo, editor_composite, editor_layers
+from demos.common import Hub, banner, build_tab, on_model
+from demos.widgets import editor_composite, editor_layers
 from methods.core.annotators import LINE_DETECTORS, extract_lines
 from methods.core.images import load_image
 from methods.core.spec import Condition, EditInputs, InputError
@@ -117,8 +117,8 @@ def create_demo(hub: Hub) -> None:
             elem_id="sketch-pad",
         )
         with gr.Column():
-            sketch_upload = Photo(type="pil", label="…or upload a sketch", sources=["upload"], height=160)
-            image = Photo(
+            sketch_upload = gr.Image(type="pil", label="…or upload a sketch", sources=["upload"], height=160)
+            image = gr.Image(
                 type="pil",
                 label="Source photo (optional: strokes edit it)",
                 sources=["upload"],
@@ -128,7 +128,7 @@ def create_demo(hub: Hub) -> None:
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a cottage by a lake, photo")
     with gr.Accordion("…or extract lines from a photo, then draw over them", open=False):
         with gr.Row():
-            line_photo = Photo(
+            line_photo = gr.Image(
                 type="pil", label="Photo for the lines (default: the source)", sources=["upload"], height=200
             )
             with gr.Column():
@@ -147,19 +147,10 @@ def create_demo(hub: Hub) -> None:
                 )
 
     def extract_into_canvas(photo: Any, source: Any, name: str) -> tuple[dict[str, Any], None, str]:
-        try:
-            picture = lines_photo(hub, photo, source)
-            lines = extract_lines(hub.backbone, picture, name)
-        except InputError as error:
-            raise gr.Error(str(error)) from None
+        lines = extract_lines(hub.backbone, lines_photo(hub, photo, source), name)
         return canvas_value(lines, size), None, SOURCES[0]
 
-    extract.click(
-        extract_into_canvas,
-        [line_photo, image, detector],
-        [sketch, sketch_upload, sketch_from],
-        api_visibility="private",
-    )
+    on_model(extract.click, extract_into_canvas, [line_photo, image, detector], [sketch, sketch_upload, sketch_from])
     widgets = {
         "sketch": sketch,
         "sketch_upload": sketch_upload,

@@ -7,7 +7,6 @@ from typing import Any
 import gradio as gr
 
 from demos.common import Hub, banner, build_tab
-from demos.widgets import Photo
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.TEXT
@@ -29,7 +28,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 def create_demo(hub: Hub) -> None:
     banner(hub)
     with gr.Row():
-        image = Photo(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
+        image = gr.Image(type="pil", label="Source photo", sources=["upload", "clipboard"], elem_id="text-image")
         with gr.Column():
             prompt = gr.Textbox(value="", label="Target prompt", placeholder="a photo of a red house in the snow")
             source_prompt = gr.Textbox(

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from methods.core.images import binary_mask, load_image
+from methods.core.limits import MAX_TEXT_CHARS, at_most, shown
 from methods.core.spec import InputError
 
 
@@ -29,7 +30,7 @@ def mask_editor(label: str = "Mask: paint the region to edit", elem_id: str | No
     )
 
 
-def editor_layers(value: Any, what: str = "a drawn layer") -> list[Image.Image]:
+def editor_layers(value: Any, what: str = "the drawn layer") -> list[Image.Image]:
     """The painted layers of an ImageEditor value, as RGBA pictures (the background left out)."""
     if not value or not isinstance(value, dict):
         return []
@@ -40,7 +41,7 @@ def editor_layers(value: Any, what: str = "a drawn layer") -> list[Image.Image]:
 def editor_layers_mask(value: Any, size: tuple[int, int]) -> Image.Image | None:
     """The union of the painted layers of an ImageEditor value (alpha > 0 = painted)."""
     union: np.ndarray | None = None
-    for layer in editor_layers(value, "mask layer"):
+    for layer in editor_layers(value, "the mask layer"):
         alpha = np.asarray(layer.getchannel("A").resize(size, Image.Resampling.NEAREST)) > 0
         union = alpha if union is None else union | alpha
     if union is None or not union.any():
@@ -64,40 +65,42 @@ def mask_from(drawn: Any, uploaded: Any, size: tuple[int, int]) -> Image.Image |
     """A drawn mask (ImageEditor layers) or an uploaded one (white = edit), at ``size``."""
     mask = editor_layers_mask(drawn, size)
     if mask is None and uploaded is not None:
-        mask = binary_mask(uploaded, size, "uploaded mask")
+        mask = binary_mask(uploaded, size, "the uploaded mask")
     return mask
 
 
-def parse_json_list(text: str | None, what: str, example: str) -> list[Any]:
+def parse_json_list(text: str | None, what: str, example: str, cap: int | None = None, hint: str = "") -> list[Any]:
+    """A JSON list typed or sent by a client (empty text = []): at most ``cap`` items, no NaN or Infinity."""
     if not text or not text.strip():
         return []
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"The {what} text is {len(text)} characters long; please keep it under {MAX_TEXT_CHARS}.")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise InputError(f"The {what} are not valid JSON ({error.msg}); expected e.g. {example}.") from None
+    except ValueError:  # NaN / Infinity: json accepts them, no coordinate may be one
+        raise InputError(f"The {what} must be finite numbers (no NaN or Infinity), e.g. {example}.") from None
     if not isinstance(value, list):
         raise InputError(f"The {what} must be a JSON list, e.g. {example}.")
+    if cap is not None:
+        at_most(value, cap, what, hint)
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def relative(value: Any, what: str, example: str) -> float:
+    """A coordinate in 0..1 (a finite number, not a boolean), else the sentence with an example."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(f"The {what} must be numbers in 0..1, e.g. {example}; got {shown(value)}.")
+    return float(value)
 
 
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
-
-
-class Photo(gr.Image):
-    """``gr.Image`` that answers an unreadable upload with a sentence instead of a processing error."""
-
-    @classmethod
-    def get_block_name(cls) -> str:
-        return "image"  # the frontend component to use
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
-            raise gr.Error(
-                f"“{self.label}” could not be read as an image. Please upload a PNG, JPEG or WebP file."
-            ) from None
 
 
 DISPLAY_SIDE = 512  # click canvases are shown at least this large (Gradio never upscales an image)

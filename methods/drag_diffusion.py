@@ -27,6 +27,7 @@ from PIL import Image
 
 from methods.core.images import draw_drags
 from methods.core.inversion import ddim_sample, decode_latents, invert_image
+from methods.core.limits import MAX_DRAG_POINT_ITERATIONS
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -131,6 +132,12 @@ class DragDiffusion(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, image = ctx.backbone, inputs.image
         handles_px, targets_px = _validated_points(inputs.drags, image.size)
+        work = params["iterations"] * len(inputs.drags)
+        if work > MAX_DRAG_POINT_ITERATIONS:  # each iteration is a UNet forward + backward, each pair a patch loss
+            raise InputError(
+                f"{len(inputs.drags)} drag pairs × {params['iterations']} iterations is more than one request may "
+                f"ask for (at most {MAX_DRAG_POINT_ITERATIONS} pair-iterations); use fewer pairs or iterations."
+            )
         steps = max(1, inputs.steps)
         level = max(1, round(params["inversion_strength"] * steps))
         total = 2 * level + params["iterations"]

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from evaluation import editeval as E
 from evaluation.__main__ import main as cli_main
+from methods.core.settings import Settings
 from methods.core.spec import InputError
 from tests.conftest import make_photo
 
@@ -203,17 +205,24 @@ def test_leaderboard_reads_the_results(results, monkeypatch):
     assert grid is not None and grid.size == (512, 320)  # two 256 px cells and their captions
     assert L.item_grid(out, "../../etc") is None
     event = gr.SelectData(None, {"index": [1, 0], "value": "object_removal_2", "row_value": list(items.iloc[1])})
-    image, caption = L.show_grid(str(out), event)
+    root = out.parent
+    image, caption = L.show_grid(root, str(out), event)
     assert np.array_equal(np.asarray(image), np.asarray(grid)) and "object_removal_2" in caption
-    update, summary, board_psnr, _ = L.load(str(out), "psnr")
+    update, summary, board_psnr, _ = L.load(root, str(out), "psnr")
     assert update["value"] == "psnr" and ("PSNR (dB) ↑", "psnr") in update["choices"]
     assert "tiny" in summary and board_psnr.loc[0, "n"] == 2
-    assert L.load(str(out), "not-a-metric")[0]["value"] == METRICS[0]
+    assert L.load(root, out.name, "not-a-metric")[0]["value"] == METRICS[0]  # relative to the root works too
     with pytest.raises(gr.Error, match="No results"):
-        L.results_folder(str(out / "nothing"))
+        L.results_folder(str(out / "nothing"), root)
+    # Outside the results root: refused, and the message does not tell whether the folder exists.
+    for outside in (str(root.parent), "/", "/etc", str(out / ".." / ".." / "nowhere"), "../../.."):
+        with pytest.raises(gr.Error, match="only from folders inside the results root") as refused:
+            L.results_folder(outside, out)
+        assert "/" not in str(refused.value).replace(f"`{out.name}/`", "")  # no server path in the message
     # The tab builds, filled from the default folder.
     monkeypatch.setattr(L, "DEFAULT_FOLDER", out)
+    hub = SimpleNamespace(settings=Settings(results_root=root))
     with gr.Blocks() as demo:
-        L.create_demo(None)
+        L.create_demo(hub)
     values = [c.value for c in demo.blocks.values() if isinstance(c, gr.Dataframe)]
     assert any(v and "sdedit" in json.dumps(v, default=str) for v in values)

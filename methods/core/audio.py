@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from methods.core.limits import MAX_LABELS, at_most, shown
 from methods.core.lru import LRU
 from methods.core.spec import Audio, InputError
 
@@ -59,20 +60,20 @@ def read_audio(value: Any, max_seconds: float = MAX_SECONDS) -> tuple[Audio, lis
     notes: list[str] = []
     if value is None:
         raise InputError("Please record or upload an audio clip.")
+    duration: float | None = None
     if isinstance(value, Audio):
         rate, samples = value.sampling_rate, value.waveform
     elif isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[1], np.ndarray):
         rate, samples = value
     else:
-        rate, samples = _read_file(value)
-    try:
-        rate = int(rate)
-    except (TypeError, ValueError):
-        raise InputError(f"The audio's sampling rate {rate!r} is not a number.") from None
+        rate, samples, duration = _read_file(value, max_seconds)
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.integer) or not math.isfinite(rate):
+        raise InputError(f"The audio's sampling rate must be a number of Hz; got {shown(rate)}.")
+    rate = int(rate)
     if not 1_000 <= rate <= 384_000:
         raise InputError(f"The audio's sampling rate ({rate} Hz) is not plausible; please upload a normal recording.")
     waveform = _to_mono(_to_float(np.asarray(samples), notes))
-    seconds = len(waveform) / rate
+    seconds = duration if duration is not None else len(waveform) / rate
     if seconds < MIN_SECONDS:
         raise InputError(
             f"The audio clip is too short ({seconds:.2f} s); please use at least {MIN_SECONDS} s of sound."
@@ -92,7 +93,8 @@ def load_audio(value: Any, max_seconds: float = MAX_SECONDS) -> Audio:
     return read_audio(value, max_seconds)[0]
 
 
-def _read_file(value: Any) -> tuple[int, np.ndarray]:
+def _read_file(value: Any, max_seconds: float) -> tuple[int, np.ndarray, float]:
+    """(sampling rate, at most ``max_seconds`` of samples, the whole file's duration in seconds)."""
     import soundfile
 
     if isinstance(value, dict) and "path" in value:  # gradio FileData
@@ -102,16 +104,17 @@ def _read_file(value: Any) -> tuple[int, np.ndarray]:
     elif isinstance(value, str | Path):
         source = str(value)
         if not Path(source).is_file():
-            raise InputError(f"The audio file {Path(source).name!r} does not exist; please upload it again.")
+            raise InputError("The audio file is gone from the server; please upload it again.")
     else:
-        raise InputError(f"The audio has an unsupported type ({type(value).__name__}); please upload a file.")
+        raise InputError("The audio is not a file; please upload a WAV, FLAC, OGG or MP3 file.")
     try:
-        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError, TypeError) as error:
-        raise InputError(
-            f"The file could not be read as audio ({error}). Please upload a WAV, FLAC, OGG or MP3 file."
-        ) from None
-    return rate, samples
+        with soundfile.SoundFile(source) as clip:  # decode only what is used: the first max_seconds
+            rate, total = clip.samplerate, clip.frames
+            used = min(total, int(max_seconds * rate)) if total > 0 and rate > 0 else -1
+            samples = clip.read(used, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, TypeError, ValueError):  # their messages name the server path
+        raise InputError("The file could not be read as audio. Please upload a WAV, FLAC, OGG or MP3 file.") from None
+    return rate, samples, (total / rate if rate > 0 and total > 0 else len(samples) / max(rate, 1))
 
 
 def _to_mono(samples: np.ndarray) -> np.ndarray:
@@ -173,6 +176,7 @@ def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...]:
         return DEFAULT_LABELS
     if len(labels) < 2:
         raise InputError("Give at least two comma-separated sound labels (the tags compete with each other).")
+    at_most(labels, MAX_LABELS, "sound labels", "Each label is scored against the clip; keep the vocabulary short.")
     return labels
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -134,6 +135,11 @@ class Backbone:
         self.load_seconds = time.perf_counter() - started
         self._addons: OrderedDict[str, Any] = OrderedDict()
         self._caches: dict[str, Any] = {}
+        # One loader at a time, process-wide in effect: a `from_pretrained` patches module construction for every
+        # thread while it runs (accelerate's empty-weights context), so a second load in parallel builds its model
+        # on the meta device. Re-entrant: a loader may borrow another add-on. Runs and previews share it.
+        self._loading = threading.RLock()
+        self.load_log: list[str] = []  # every add-on load, in order (a name twice = it was evicted and reloaded)
         logger.info(
             "backbone %s (%s) on %s/%s in %.1fs",
             self.profile.name,
@@ -211,18 +217,20 @@ class Backbone:
 
     def addon(self, name: str) -> Any:
         """Load an add-on at first use, cache it, and evict least-recently-used ones over budget."""
-        if name in self._addons:
-            self._addons.move_to_end(name)
-            return self._addons[name]
-        spec = get_addon_spec(name)
-        started = time.perf_counter()
-        value = spec.load(self.addon_location(name), spec, self)
-        self._addons[name] = value
-        logger.info(
-            "loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started, module_bytes(value) / 2**20
-        )
-        self._evict(keep=name)
-        return value
+        with self._loading:  # single flight: callers waiting for the same add-on get the one loaded copy
+            if name in self._addons:
+                self._addons.move_to_end(name)
+                return self._addons[name]
+            spec = get_addon_spec(name)
+            started = time.perf_counter()
+            value = spec.load(self.addon_location(name), spec, self)
+            self._addons[name] = value
+            self.load_log.append(name)
+            logger.info(
+                "loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started, module_bytes(value) / 2**20
+            )
+            self._evict(keep=name)
+            return value
 
     def loaded_addons(self) -> list[str]:
         return list(self._addons)
@@ -240,9 +248,10 @@ class Backbone:
 
     def cache(self, name: str, factory: Callable[[], Any]) -> Any:
         """A named cache owned by the backbone (inversions, CLAP scores...), made at first use."""
-        if name not in self._caches:
-            self._caches[name] = factory()
-        return self._caches[name]
+        with self._loading:
+            if name not in self._caches:
+                self._caches[name] = factory()
+            return self._caches[name]
 
     # -- shared state -------------------------------------------------------------------------------
     @contextmanager

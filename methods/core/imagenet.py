@@ -11,7 +11,7 @@ import difflib
 import re
 from functools import cache
 
-from methods.core.spec import InputError
+from methods.core.limits import InputError, shown
 
 NUM_CLASSES = 1000
 
@@ -44,7 +44,7 @@ def class_index(name_or_index: int | str) -> int:
     Raises InputError for an unknown class, naming a few close class names.
     """
     if isinstance(name_or_index, bool):
-        raise InputError(f"{name_or_index!r} is not an ImageNet class; give an id 0-999 or a class name.")
+        raise InputError(f"{shown(name_or_index)} is not an ImageNet class; give an id 0-999 or a class name.")
     if isinstance(name_or_index, int):
         if 0 <= name_or_index < NUM_CLASSES:
             return name_or_index
@@ -55,11 +55,11 @@ def class_index(name_or_index: int | str) -> int:
         index = class_index(int(labelled.group(1)))
         name = labelled.group(2).strip().lower()
         if name and name != class_names()[index].lower():
-            raise InputError(f"Class id {index} is {class_names()[index]!r}, not {labelled.group(2).strip()!r}.")
+            raise InputError(f"Class id {index} is “{class_names()[index]}”, not {shown(labelled.group(2).strip())}.")
         return index
     index = _by_name().get(text.lower())
     if index is not None:
         return index
     close = difflib.get_close_matches(text.lower(), list(_by_name()), n=5, cutoff=0.5)
     hint = f" Close names: {', '.join(close)}." if close else " Give an id 0-999 or pick a name from the list."
-    raise InputError(f"{text!r} is not an ImageNet class.{hint}")
+    raise InputError(f"{shown(text)} is not an ImageNet class.{hint}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,26 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from methods.core.spec import Box, Drag, InputError
 
 MAX_PIXELS = 64_000_000  # larger uploads are refused with a message, not decoded
+# PIL refuses to decode an image over twice its limit (DecompressionBombError) before allocating it; with this
+# limit that is anything over MAX_PIXELS, wherever it is opened (our loaders and Gradio's preprocessing alike).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # between the two: our own check says it
 
 
-def load_image(value: Any, what: str = "image") -> Image.Image:
+def too_large(what: str, width: int | None = None, height: int | None = None) -> InputError:
+    size = f" is {width}×{height} pixels" if width and height else " is too large"
+    return InputError(f"{_capital(what)}{size}; please upload one under {MAX_PIXELS // 1_000_000} megapixels.")
+
+
+def unreadable(what: str) -> InputError:
+    return InputError(f"{_capital(what)} could not be read as an image. Please upload a PNG, JPEG or WebP file.")
+
+
+def load_image(value: Any, what: str = "the image") -> Image.Image:
     """Any upload (PIL, numpy, path, bytes) -> an RGB PIL image; clear InputError otherwise.
 
-    Handles EXIF rotation, alpha (composited on white), palette, grayscale and 16-bit images.
+    ``what`` names the input with its article ("the source photo"). Handles EXIF rotation, alpha (composited on
+    white), palette, grayscale and 16-bit images. Pictures over MAX_PIXELS are refused before decoding.
     """
     if value is None:
         raise InputError(f"Please upload {what}.")
@@ -35,16 +50,22 @@ def load_image(value: Any, what: str = "image") -> Image.Image:
         elif isinstance(value, dict) and "path" in value:  # gradio FileData
             image = Image.open(value["path"])
         else:
-            raise InputError(f"The {what} has an unsupported type ({type(value).__name__}).")
+            raise InputError(f"{_capital(what)} is not a picture; please upload a PNG, JPEG or WebP file.")
         if image.width * image.height > MAX_PIXELS:
-            raise InputError(f"The {what} is {image.width}x{image.height}; please upload one under 64 megapixels.")
+            raise too_large(what, image.width, image.height)
         image = ImageOps.exif_transpose(image)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise InputError(
-            f"The {what} could not be read as an image ({error}). Please upload a PNG, JPEG or WebP."
-        ) from None
+    except Image.DecompressionBombError:
+        raise too_large(what) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, InputError):
+            raise
+        raise unreadable(what) from None
     return to_rgb(image)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -84,7 +105,7 @@ def square_image(image: Image.Image, size: int) -> Image.Image:
     return ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
 
 
-def binary_mask(value: Any, size: tuple[int, int], what: str = "mask") -> Image.Image | None:
+def binary_mask(value: Any, size: tuple[int, int], what: str = "the mask") -> Image.Image | None:
     """Any mask (PIL, numpy, path; white or opaque = edit) -> "L" 0/255 of ``size``; None if empty."""
     if value is None:
         return None

@@ -1,7 +1,9 @@
 """The comparison runner: one condition, several methods, the same inputs and seed, one grid.
 
 Used by the UI and by scripts. Every method runs inside ``backbone.borrowed()`` with the same seed; a
-method that raises becomes an error cell with its message while the others still run.
+method that raises becomes an error cell with its message while the others still run. With a time budget, a
+method still running when it is spent stops at its next step and the methods after it are skipped, so one
+request never holds the GPU longer than the budget (plus one step).
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ from PIL import Image
 from methods.core.backbone import Backbone
 from methods.core.conditions import inputs_summary
 from methods.core.images import compose_grid, text_card
+from methods.core.limits import scrub
 from methods.core.registry import get_method
 from methods.core.spec import Condition, EditInputs, InputError, RunContext
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+MAX_MESSAGE_CHARS = 300
+
+
+class BudgetSpent(Exception):  # noqa: N818 - a stop signal, not a failure
+    """Raised from a method's step report once the request's time budget is used up."""
 
 
 @dataclass
@@ -82,11 +90,20 @@ def run_comparison(
     condition_cell: tuple[Image.Image, str] | None = None,
     progress: Progress | None = None,
     out_dir: Path | None = None,
+    time_budget: float | None = None,
 ) -> Comparison:
-    """Run each method on the same inputs and seed; return cells, records, grid PNG and record JSON."""
+    """Run each method on the same inputs and seed; return cells, records, grid PNG and record JSON.
+
+    ``time_budget`` (seconds) bounds the whole request: see the module docstring."""
     condition = Condition(condition)
     params = params or {}
     report = progress or (lambda fraction, text: None)
+    deadline = time.perf_counter() + time_budget if time_budget else None
+    spent = (
+        f"this request used its {time_budget:g} s on the GPU. Run fewer methods or steps, or a smaller photo."
+        if time_budget
+        else ""
+    )
     size = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
     cells: list[Cell] = []
     if condition_cell is not None:
@@ -114,8 +131,12 @@ def run_comparison(
             missing = method_cls.missing_inputs(inputs)
             if missing:
                 raise InputError(f"{method_cls.label} needs {' and '.join(missing)}.")
+            if deadline is not None and started > deadline:
+                raise InputError(f"Not run: {spent}")
 
             def step_report(step: int, total: int, _i: int = index, _label: str = method_cls.label) -> None:
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise BudgetSpent(f"Stopped at step {step}/{total}: {spent}")
                 report((_i + step / max(total, 1)) / len(methods), f"{_label}: step {step}/{total}")
 
             report(index / len(methods), f"{method_cls.label}: starting")
@@ -136,9 +157,12 @@ def run_comparison(
             cells.append(
                 Cell(text_card(f"Skipped: {error}", size), f"{method_cls.label} · skipped: {error}", "skipped")
             )
+        except BudgetSpent as error:
+            record.update(status="stopped", seconds=round(time.perf_counter() - started, 3), message=str(error))
+            cells.append(Cell(text_card(str(error), size), f"{method_cls.label} · {error}", "error"))
         except Exception as error:  # noqa: BLE001 - one method's failure must not kill the tab
             logger.error("%s failed:\n%s", name, traceback.format_exc())
-            message = f"{type(error).__name__}: {error}"
+            message = scrub(f"{type(error).__name__}: {error}")[:MAX_MESSAGE_CHARS]
             record.update(status="error", seconds=round(time.perf_counter() - started, 3), message=message)
             cells.append(
                 Cell(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from pathlib import Path
 def _default_cache() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "editing-hub"
+
+
+def _default_outputs() -> Path:
+    return Path(tempfile.gettempdir()) / "editing-hub-runs"
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,14 @@ class Settings:
     queue_size: int = 8
     device: str = "auto"  # auto | cuda | mps | cpu
     addon_overrides: dict[str, str] = field(default_factory=dict)  # add-on name -> model id or folder
+    # -- bounds for a Space that runs for weeks ---------------------------------------------------------------
+    output_dir: Path = field(default_factory=_default_outputs)  # one folder per run (grid PNG + records JSON)
+    keep_runs: int = 200  # run folders kept (newest first); older ones are deleted
+    keep_seconds: float = 3600.0  # run folders and Gradio's cached files older than this are deleted
+    max_file_mb: float = 50.0  # largest upload (a photo, a 30 s clip): bigger ones are refused by the server
+    max_sessions: int = 256  # browser / API sessions whose state is kept (oldest evicted; each holds ~1 MB)
+    max_request_seconds: float = 600.0  # how long one Run may hold the GPU slot; later methods are skipped
+    results_root: Path = Path("outputs")  # the leaderboard reads results folders under this folder only
 
     @classmethod
     def from_env(cls, argv: list[str] | None = None) -> Settings:
@@ -41,6 +54,13 @@ class Settings:
         parser.add_argument("--addon-budget-gb", type=float, default=float(env.get("HUB_ADDON_BUDGET_GB", 8.0)))
         parser.add_argument("--queue-size", type=int, default=int(env.get("HUB_QUEUE_SIZE", 8)))
         parser.add_argument("--device", default=env.get("HUB_DEVICE", "auto"))
+        parser.add_argument("--output-dir", default=env.get("HUB_OUTPUT_DIR", str(_default_outputs())))
+        parser.add_argument("--keep-runs", type=int, default=int(env.get("HUB_KEEP_RUNS", 200)))
+        parser.add_argument("--keep-seconds", type=float, default=float(env.get("HUB_KEEP_SECONDS", 3600)))
+        parser.add_argument("--max-file-mb", type=float, default=float(env.get("HUB_MAX_FILE_MB", 50)))
+        parser.add_argument("--max-sessions", type=int, default=int(env.get("HUB_MAX_SESSIONS", 256)))
+        parser.add_argument("--max-request-seconds", type=float, default=float(env.get("HUB_MAX_REQUEST_SECONDS", 600)))
+        parser.add_argument("--results-root", default=env.get("HUB_RESULTS_ROOT", "outputs"))
         args = parser.parse_args(argv)
         return cls(
             backbone=args.backbone,
@@ -52,6 +72,13 @@ class Settings:
             queue_size=args.queue_size,
             device=args.device,
             addon_overrides=overrides,
+            output_dir=Path(args.output_dir),
+            keep_runs=args.keep_runs,
+            keep_seconds=args.keep_seconds,
+            max_file_mb=args.max_file_mb,
+            max_sessions=args.max_sessions,
+            max_request_seconds=args.max_request_seconds,
+            results_root=Path(args.results_root),
         )
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from methods.core.limits import InputError, finite_number, shown
+
 if TYPE_CHECKING:
     import torch
 
@@ -68,10 +70,6 @@ class Paper:
     url: str
 
 
-class InputError(ValueError):
-    """An input the user can fix (missing mask, empty prompt...). Its message says what to do."""
-
-
 @dataclass(frozen=True)
 class Param:
     """A typed, bounded hyperparameter. ``kind`` is one of float, int, bool, choice, text."""
@@ -96,28 +94,29 @@ class Param:
     def title(self) -> str:
         return self.label or self.name.replace("_", " ")
 
-    def coerce(self, value: Any) -> Any:
-        """Validate ``value`` (None means the default); out-of-range numbers raise InputError."""
+    def coerce(self, value: Any, owner: str = "") -> Any:
+        """Validate a client's ``value`` (None means the default): finite, in range, of the right type. Anything
+        else raises InputError with a sentence naming the field (and ``owner``, the method it belongs to)."""
         if value is None:
             return self.default
+        what = f"“{self.title}”" + (f" of {owner}" if owner else "")
         if self.kind in {"float", "int"}:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"{self.title} must be a number, got {value!r}.") from None
-            if (
-                self.minimum is not None
-                and number < self.minimum
-                or (self.maximum is not None and number > self.maximum)
-            ):
-                raise InputError(f"{self.title} must lie in [{self.minimum}, {self.maximum}], got {number}.")
+            number = finite_number(value, what, self.minimum, self.maximum)
             return int(round(number)) if self.kind == "int" else number
         if self.kind == "bool":
-            return bool(value)
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+                return value.strip().lower() == "true"
+            if isinstance(value, int | float) and value in (0, 1):
+                return bool(value)
+            raise InputError(f"{what} must be true or false; got {shown(value)}.")
         if self.kind == "choice":
             if value not in self.choices:
-                raise InputError(f"{self.title} must be one of {', '.join(self.choices)}; got {value!r}.")
+                raise InputError(f"{what} must be one of {', '.join(self.choices)}; got {shown(value)}.")
             return value
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InputError(f"{what} must be text; got {shown(value)}.")
         return str(value)
 
 
@@ -258,8 +257,10 @@ class Method:
         values = dict(values or {})
         unknown = set(values) - {p.name for p in cls.params}
         if unknown:
-            raise InputError(f"{cls.label} has no parameter(s) {sorted(unknown)}.")
-        return {p.name: p.coerce(values.get(p.name)) for p in cls.params}
+            names = ", ".join(sorted(map(str, unknown))[:5])
+            known = ", ".join(p.name for p in cls.params) or "none"
+            raise InputError(f"{cls.label} has no parameter {names} (its parameters: {known}).")
+        return {p.name: p.coerce(values.get(p.name), cls.label) for p in cls.params}
 
     @classmethod
     def missing_inputs(cls, inputs: EditInputs) -> list[str]:
