@@ -19,7 +19,7 @@ from demos.widgets import (
     relative_click,
 )
 from methods.core.images import draw_drags
-from methods.core.limits import MAX_DRAG_PAIRS
+from methods.core.limits import MAX_DRAG_PAIRS, at_most
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
 CONDITION = Condition.DRAG
@@ -29,7 +29,9 @@ DRAG_EXAMPLE = "[[0.3, 0.5, 0.6, 0.5]] (handle x, y, target x, y in 0..1)"
 def parse_drags(text: str | None, size: tuple[int, int]) -> list[Drag]:
     width, height = size
     drags = []
-    for item in parse_json_list(text, "drag points", DRAG_EXAMPLE, cap=MAX_DRAG_PAIRS, hint="(pairs)"):
+    items = parse_json_list(text, "drag points", DRAG_EXAMPLE)
+    at_most(items, MAX_DRAG_PAIRS, "handle → target pairs")
+    for item in items:
         if not (isinstance(item, list) and len(item) == 4):
             raise InputError(f"Each drag is four numbers, e.g. {DRAG_EXAMPLE}.")
         hx, hy, tx, ty = (relative(v, "drag points", DRAG_EXAMPLE) for v in item)

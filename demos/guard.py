@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import re
 from typing import Any
 
@@ -21,7 +22,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from methods.core.images import MAX_PIXELS
-from methods.core.limits import InputError, shown
+from methods.core.limits import InputError, number_text, shown
+from methods.core.registry import get_method
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class HubBlocks(gr.Blocks):
         except Exception as error:  # noqa: BLE001 - gradio's messages name internals; ours name the field
             sentence = input_sentence(list(block_fn.inputs), inputs, error)
             logger.info("refused an input of %s: %s", block_fn.name, sentence)
-            raise gr.Error(sentence) from None
+            raise gr.Error(sentence, print_exception=False) from None
 
     async def call_function(self, block_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -45,17 +47,20 @@ class HubBlocks(gr.Blocks):
         except gr.Error:
             raise
         except InputError as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(str(error), print_exception=False) from None
         except Exception as error:  # noqa: BLE001 - a bug must still answer with a sentence
             logger.exception("handler %s failed", block_fn.name)
             raise gr.Error(
                 f"Something went wrong on the server ({type(error).__name__}); it has been logged. "
-                "Please try again, or change the inputs."
+                "Please try again, or change the inputs.",
+                print_exception=False,
             ) from None
 
 
 # -- which input, and what to say -------------------------------------------------------------------------------
 def input_sentence(blocks: list[Any], values: list[Any], error: BaseException) -> str:
+    if len(values) < len(blocks):  # gradio's own check (validate_inputs) prints every component's repr
+        return f"This endpoint takes {len(blocks)} values; got {len(values)}. The API page lists them in order."
     index = _failing_index(blocks, values, error)
     if index is None or index >= len(blocks):
         return "One of the inputs could not be read. Please check the values you sent (see the API page)."
@@ -65,7 +70,7 @@ def input_sentence(blocks: list[Any], values: list[Any], error: BaseException) -
 
 def component_sentence(block: Any, value: Any, error: BaseException) -> str:
     """What to tell the visitor when ``block`` could not read ``value``."""
-    what = f"“{label_of(block)}”"
+    what = name_of(block)
     if _in_chain(error, Image.DecompressionBombError):
         return f"{what} is too large; please upload an image under {MAX_PIXELS // 1_000_000} megapixels."
     if _has_choices(block):
@@ -73,7 +78,7 @@ def component_sentence(block: Any, value: Any, error: BaseException) -> str:
     if isinstance(block, gr.Number | gr.Slider):
         bounds = ""
         if getattr(block, "minimum", None) is not None and getattr(block, "maximum", None) is not None:
-            bounds = f" between {block.minimum:g} and {block.maximum:g}"
+            bounds = f" between {number_text(block.minimum)} and {number_text(block.maximum)}"
         return f"{what} must be a number{bounds}; got {shown(value)}."
     if isinstance(block, gr.Checkbox):
         return f"{what} must be true or false; got {shown(value)}."
@@ -90,8 +95,17 @@ def component_sentence(block: Any, value: Any, error: BaseException) -> str:
     return f"{what} could not be read; got {shown(value)}."
 
 
-def label_of(block: Any) -> str:
-    return str(getattr(block, "label", None) or getattr(block, "elem_id", None) or "an input").strip()
+def name_of(block: Any) -> str:
+    """The widget as a message names it: “label”, and for a method parameter (elem_id ``method__param``) also
+    the method, since several methods have a “strength”."""
+    label = str(getattr(block, "label", None) or getattr(block, "elem_id", None) or "an input").strip()
+    method, _, param = str(getattr(block, "elem_id", None) or "").partition("__")
+    if param:
+        try:
+            return f"“{label}” of {get_method(method).label}"
+        except KeyError:
+            pass
+    return f"“{label}”"
 
 
 def _failing_index(blocks: list[Any], values: list[Any], error: BaseException) -> int | None:
@@ -102,6 +116,8 @@ def _failing_index(blocks: list[Any], values: list[Any], error: BaseException) -
     for index, block in enumerate(blocks):  # otherwise: the first input that does not validate
         value = values[index] if index < len(values) else None
         if _has_choices(block) and not _choices_ok(block, value):
+            return index
+        if isinstance(block, gr.Number | gr.Slider) and not _number_ok(block, value):
             return index
         model = getattr(block, "data_model", None)
         if model is not None and value is not None:
@@ -118,6 +134,15 @@ def _in_chain(error: BaseException | None, kind: type[BaseException]) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def _number_ok(block: Any, value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    low, high = getattr(block, "minimum", None), getattr(block, "maximum", None)
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _has_choices(block: Any) -> bool:

@@ -173,8 +173,8 @@ def create_demo(hub: Hub) -> None:
     grid = gr.Image(type="pil", label="Item grid", interactive=False, elem_id="leaderboard-grid")
     outputs = [metric, summary, board, items]
 
-    def load_tables(folder_value: str, metric_value: str | None) -> tuple[Any, ...]:
-        return load(root, folder_value, metric_value)
+    def load_tables(folder_value: str, metric: str | None) -> tuple[Any, ...]:  # the API's parameter names
+        return load(root, folder_value, metric)
 
     def grid_of(folder_value: str, event: gr.SelectData) -> tuple[Image.Image | None, str]:
         return show_grid(root, folder_value, event)

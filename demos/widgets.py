@@ -84,7 +84,7 @@ def parse_json_list(text: str | None, what: str, example: str, cap: int | None =
     if not isinstance(value, list):
         raise InputError(f"The {what} must be a JSON list, e.g. {example}.")
     if cap is not None:
-        at_most(value, cap, what, hint)
+        at_most(value, cap, what)
     return value
 
 

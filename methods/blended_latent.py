@@ -23,13 +23,13 @@ from PIL import Image
 
 from methods.core import masks
 from methods.core.images import mask_overlay
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import (
     BoolParam,
     Condition,
     EditInputs,
     FloatParam,
-    InputError,
     Method,
     MethodOutput,
     Paper,
@@ -77,8 +77,7 @@ def blended_inpaint(
     strength: float,
 ) -> Image.Image:
     """One call of the inpainting pipeline with the *base* UNet: latent blending outside ``mask``."""
-    if int(steps * strength) < 1:
-        raise InputError(f"strength {strength:g} x {steps} steps is less than one denoising step; raise either.")
+    denoising_steps(steps, strength)
     pipe = ctx.backbone.pipeline(StableDiffusionInpaintPipeline)  # the shared 4-channel UNet
     width, height = image.size
     return pipe(
@@ -92,7 +91,7 @@ def blended_inpaint(
         num_inference_steps=steps,
         guidance_scale=guidance,
         generator=ctx.generator,
-        callback_on_step_end=ctx.diffusers_callback(max(1, int(steps * strength))),
+        callback_on_step_end=ctx.diffusers_callback(denoising_steps(steps, strength)),
     ).images[0]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
 from PIL import Image
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import (
     BoolParam,
@@ -72,7 +73,7 @@ class DiffEdit(Method):
             StableDiffusionDiffEditPipeline, inverse_scheduler=backbone.scheduler_copy(DDIMInverseScheduler)
         )
         steps = max(1, inputs.steps)
-        encoded = max(1, int(steps * params["inpaint_strength"]))
+        encoded = denoising_steps(steps, params["inpaint_strength"])
         total = 1 + 2 * encoded
 
         # 1. the mask: where the target and source prompts predict different noise

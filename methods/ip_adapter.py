@@ -20,6 +20,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
@@ -68,7 +69,7 @@ class IPAdapter(Method):
         }
         with ip_adapter_loaded(pipe, ctx.backbone.addon("ip_adapter"), params["ip_adapter_scale"]):
             if edit:
-                total = max(1, int(inputs.steps * params["strength"]))
+                total = denoising_steps(inputs.steps, params["strength"])
                 image = pipe(
                     image=inputs.image,
                     strength=params["strength"],

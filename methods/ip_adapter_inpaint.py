@@ -18,6 +18,7 @@ from typing import Any
 
 from diffusers import StableDiffusionInpaintPipeline
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import (
     BoolParam,
@@ -89,7 +90,7 @@ class IPAdapterInpaint(Method):
                 num_inference_steps=inputs.steps,
                 guidance_scale=inputs.guidance,
                 generator=ctx.generator,
-                callback_on_step_end=ctx.diffusers_callback(max(1, int(inputs.steps * params["strength"]))),
+                callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, params["strength"])),
             ).images[0]
         if params["keep_unmasked"]:
             image = pipe.image_processor.apply_overlay(inputs.mask, inputs.image, image)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from methods.blended_latent import BLD_PAPER, blended_inpaint
 from methods.core.images import mask_overlay
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import (
     ChoiceParam,
@@ -118,8 +119,7 @@ class _Outpainting(Method):
                 "or more (the sides are rounded to the model's stride)."
             )
         canvas, mask = extend_canvas(inputs.image, pads, params["fill"], ctx.seed)
-        if int(inputs.steps * params["strength"]) < 1:
-            raise InputError(f"strength {params['strength']:g} x {inputs.steps} steps is less than one step.")
+        denoising_steps(inputs.steps, params["strength"])
         generated = self.generate(ctx, inputs, canvas, mask, params["strength"])
         result = generated.copy()
         result.paste(inputs.image, (pads[0], pads[2]))  # the original pixels, exactly
@@ -160,7 +160,7 @@ class OutpaintInpaintUNet(_Outpainting):
             num_inference_steps=inputs.steps,
             guidance_scale=inputs.guidance,
             generator=ctx.generator,
-            callback_on_step_end=ctx.diffusers_callback(max(1, int(inputs.steps * strength))),
+            callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, strength)),
         ).images[0]
 
 

@@ -24,6 +24,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
@@ -176,7 +177,7 @@ class ReferenceOnly(Method):
         }
         with reference_attention(backbone.unet, state, params["attention_weight"]) as installed:
             if edit:
-                total = max(1, int(inputs.steps * params["strength"]))
+                total = denoising_steps(inputs.steps, params["strength"])
                 callback = ctx.diffusers_callback(total)
                 image = pipe(image=inputs.image, strength=params["strength"], callback_on_step_end=callback, **common)
             else:

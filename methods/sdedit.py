@@ -12,6 +12,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
@@ -46,5 +47,5 @@ def sdedit(pipe: Any, ctx: RunContext, inputs: EditInputs, prompt: str, strength
         guidance_scale=inputs.guidance,
         negative_prompt=inputs.negative_prompt or None,
         generator=ctx.generator,
-        callback_on_step_end=ctx.diffusers_callback(max(1, int(inputs.steps * strength))),
+        callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, strength)),
     ).images[0]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
+from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.spec import (
     Condition,
@@ -90,7 +91,7 @@ class TextualInversion(Method):
         pipe = backbone.pipeline(StableDiffusionImg2ImgPipeline if edit else StableDiffusionPipeline)
         init = init_embedding(pipe, params["init_word"])
         prompt = target_prompt(inputs.prompt)
-        sampling = max(1, int(inputs.steps * params["strength"])) if edit else inputs.steps
+        sampling = denoising_steps(inputs.steps, params["strength"]) if edit else inputs.steps
         total = params["train_steps"] + sampling
         latents = encode(pipe, inputs.reference, backbone.size)
         trainer = torch.Generator(device=ctx.generator.device).manual_seed(ctx.seed)  # sampling keeps ctx.generator

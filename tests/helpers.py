@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 from PIL import Image
 
 from methods.core.backbone import Backbone
+from methods.core.settings import Settings
 
 
 def weights_checksum(backbone: Backbone) -> dict[str, float]:
@@ -54,3 +57,29 @@ def direct_components(backbone: Backbone, **override: Any) -> dict[str, Any]:
     }
     components.update(override)
     return components
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def served(backbone: Backbone, settings: Settings | None = None) -> Iterator[tuple[str, Any]]:
+    """The whole app on ``backbone``, launched as app.py launches it (same limits), on a free local port."""
+    from app import build_app, launch_options
+    from demos.common import Hub
+
+    settings = settings or backbone.settings
+    app = build_app(Hub(backbone, settings), settings)
+    port = free_port()
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(settings)
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/", app
+    finally:
+        app.close()

@@ -4,7 +4,6 @@ input into a readable error (never a stack trace)."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,32 +12,20 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app import build_app
-from demos.common import Hub
 from methods.core.pose import DEFAULT_KEYPOINTS
 from methods.core.registry import get_method, list_methods
 from methods.core.spec import Condition
 from tests.conftest import tiny_settings
+from tests.helpers import served
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 HOUSE = handle_file(str(ASSETS / "house.png"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(backbone) -> Iterator[str]:
-    app = build_app(Hub(backbone), tiny_settings())
-    port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with served(backbone, tiny_settings()) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

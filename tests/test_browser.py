@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app import build_app
-from demos.common import Hub
 from methods.core.spec import Condition
 from tests.conftest import tiny_settings
+from tests.helpers import served
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -36,15 +34,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def url(backbone) -> Iterator[str]:
-    app = build_app(Hub(backbone), tiny_settings())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with served(backbone, tiny_settings()) as (address, _):
+        yield address
 
 
 def test_visit_every_tab_and_run_text(url: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from diffusers import (
     StableDiffusionControlNetPipeline,
 )
 
+from methods.core.limits import denoising_steps
 from methods.core.spec import EditInputs, FloatParam, MethodOutput, Paper, RunContext
 
 CONTROLNET_PAPER = Paper(
@@ -102,7 +103,7 @@ def controlnet_call(
 
 def denoise(ctx: RunContext, pipe: Any, kwargs: dict[str, Any]) -> Any:
     """Run one pipeline call, reporting progress over the steps it takes (strength x steps from a photo)."""
-    steps = max(1, int(kwargs["num_inference_steps"] * kwargs.get("strength", 1.0)))
+    steps = denoising_steps(kwargs["num_inference_steps"], kwargs.get("strength", 1.0))
     return pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
 
 

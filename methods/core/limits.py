@@ -34,7 +34,7 @@ def shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "NaN" if math.isnan(value) else ("infinity" if math.isinf(value) else f"{value:g}")
+        return "NaN" if math.isnan(value) else ("infinity" if math.isinf(value) else number_text(value))
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
@@ -64,7 +64,7 @@ def finite_number(value: Any, what: str, minimum: float | None = None, maximum: 
     low_ok = minimum is None or number >= minimum
     high_ok = maximum is None or number <= maximum
     if not (low_ok and high_ok):
-        raise InputError(f"{_capital(what)} must lie between {_range(minimum, maximum)}; got {number:g}.")
+        raise InputError(f"{_capital(what)} must lie between {_range(minimum, maximum)}; got {number_text(number)}.")
     return number
 
 
@@ -98,9 +98,26 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def number_text(number: float) -> str:
+    """2147483647, 0.5, 1e-06: whole numbers in full, others short."""
+    return str(int(number)) if float(number).is_integer() and abs(number) < 1e15 else f"{number:g}"
+
+
 def _range(minimum: float | None, maximum: float | None) -> str:
     if minimum is not None and maximum is not None:
-        return f"{minimum:g} and {maximum:g}"
+        return f"{number_text(minimum)} and {number_text(maximum)}"
     if minimum is not None:
-        return f"{minimum:g} and infinity"
-    return f"minus infinity and {maximum:g}"
+        return f"{number_text(minimum)} and infinity"
+    return f"minus infinity and {number_text(maximum)}"
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """The steps an image-to-image call denoises: int(steps × strength), as diffusers counts them. Zero is refused
+    with a sentence (diffusers would fail deep inside with an empty tensor)."""
+    done = min(int(steps * strength), steps)
+    if done < 1:
+        raise InputError(
+            f"Strength {strength:g} × {steps} step{'s' if steps != 1 else ''} leaves no denoising step; "
+            "use more steps or a higher strength."
+        )
+    return done
