@@ -21,11 +21,11 @@ import soundfile
 from gradio_client import Client
 from PIL import Image
 
+from demos.api_examples import REQUESTS
 from methods.core.limits import MAX_BOXES, MAX_CLICKS, MAX_DRAG_PAIRS, MAX_LABELS
 from methods.core.spec import Condition
 from tests.conftest import tiny_settings
 from tests.helpers import served
-from tests.test_api import REQUESTS
 
 NAN, INF = math.nan, math.inf
 MAX_FILE_MB = 1.0

@@ -24,13 +24,13 @@ from gradio_client.utils import Status
 from PIL import Image
 
 from demos import common
+from demos.api_examples import ASSETS, REQUESTS
 from methods.core.backbone import Backbone
 from methods.core.outputs import RunFolders
 from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs
 from tests.conftest import tiny_settings
 from tests.helpers import served
-from tests.test_api import ASSETS, REQUESTS
 from tests.test_hostile import RawClient
 
 HOUSE = str(ASSETS / "house.png")
