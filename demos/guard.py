@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 import re
 from typing import Any
 
@@ -21,8 +20,8 @@ from gradio.exceptions import ComponentProcessingError
 from PIL import Image
 from pydantic import ValidationError
 
-from methods.core.images import MAX_PIXELS
-from methods.core.limits import InputError, number_text, shown
+from methods.core.images import too_large, unreadable
+from methods.core.limits import InputError, finite_number, is_number, number_text, shown
 from methods.core.registry import get_method
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def component_sentence(block: Any, value: Any, error: BaseException) -> str:
     """What to tell the visitor when ``block`` could not read ``value``."""
     what = name_of(block)
     if _in_chain(error, Image.DecompressionBombError):
-        return f"{what} is too large; please upload an image under {MAX_PIXELS // 1_000_000} megapixels."
+        return str(too_large(what))
     if _has_choices(block):
         return _choice_sentence(what, block, value)
     if isinstance(block, gr.Number | gr.Slider):
@@ -89,7 +88,7 @@ def component_sentence(block: Any, value: Any, error: BaseException) -> str:
             f"{what} could not be read: send an image (PNG, JPEG or WebP) as its background and/or layers, or nothing."
         )
     if isinstance(block, gr.Image):
-        return f"{what} could not be read as an image. Please upload a PNG, JPEG or WebP file."
+        return str(unreadable(what))
     if isinstance(block, gr.Textbox):
         return f"{what} must be text; got {shown(value)}."
     return f"{what} could not be read; got {shown(value)}."
@@ -139,10 +138,10 @@ def _in_chain(error: BaseException | None, kind: type[BaseException]) -> bool:
 def _number_ok(block: Any, value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    try:  # numeric text is not what Gradio's number widgets take: only numbers pass
+        return is_number(value) and finite_number(value, "", block.minimum, block.maximum) is not None
+    except InputError:
         return False
-    low, high = getattr(block, "minimum", None), getattr(block, "maximum", None)
-    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _has_choices(block: Any) -> bool:

@@ -10,7 +10,7 @@ from PIL import Image
 from demos.common import Hub, banner, build_tab, on_draw
 from demos.widgets import dump, for_display, parse_json_list, relative_click
 from methods.core.images import draw_boxes
-from methods.core.limits import MAX_BOXES
+from methods.core.limits import MAX_BOXES, is_number
 from methods.core.spec import Box, Condition, EditInputs, InputError
 
 CONDITION = Condition.LAYOUT
@@ -21,9 +21,8 @@ def parse_boxes(text: str | None) -> list[Box]:
     boxes = []
     for item in parse_json_list(text, "boxes", BOX_EXAMPLE, cap=MAX_BOXES):
         corners = item.get("box") if isinstance(item, dict) else None
-        if not (isinstance(corners, list) and len(corners) == 4 and isinstance(item.get("phrase"), str)):
-            raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in corners):
+        shaped = isinstance(corners, list) and len(corners) == 4 and all(is_number(v) for v in corners)
+        if not (shaped and isinstance(item.get("phrase"), str)):
             raise InputError(f"Each box needs a phrase and four numbers, e.g. {BOX_EXAMPLE}.")
         phrase = item["phrase"].strip()
         x0, y0, x1, y1 = (min(max(float(v), 0.0), 1.0) for v in corners)  # JSON parsing already refused NaN

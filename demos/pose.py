@@ -13,7 +13,7 @@ from PIL import Image
 from demos.common import Hub, banner, build_tab, on_draw, on_model
 from demos.widgets import display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
 from methods.core.images import load_image
-from methods.core.limits import shown
+from methods.core.limits import is_number, shown
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, Keypoints, detect_pose, render_pose
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -30,15 +30,11 @@ def parse_keypoints(text: str | None) -> list[tuple[float, float] | None]:
     for point in points:
         if point is None:
             parsed.append(None)
-        elif isinstance(point, list) and len(point) == 2 and all(_number(v) for v in point):
+        elif isinstance(point, list) and len(point) == 2 and all(is_number(v) for v in point):  # NaN: refused
             parsed.append((min(max(float(point[0]), 0.0), 1.0), min(max(float(point[1]), 0.0), 1.0)))
         else:
             raise InputError(f"Each keypoint must be [x, y] in 0..1 or null; got {shown(point)}.")
     return parsed
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)  # JSON parsing already refused NaN
 
 
 def keypoints_text(keypoints: Keypoints) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from methods.core.images import binary_mask, load_image
-from methods.core.limits import MAX_TEXT_CHARS, at_most, shown
+from methods.core.limits import MAX_TEXT_CHARS, at_most, is_number, shown
 from methods.core.spec import InputError
 
 
@@ -94,7 +94,7 @@ def _no_constant(name: str) -> Any:
 
 def relative(value: Any, what: str, example: str) -> float:
     """A coordinate in 0..1 (a finite number, not a boolean), else the sentence with an example."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+    if not is_number(value) or not 0.0 <= value <= 1.0:
         raise InputError(f"The {what} must be numbers in 0..1, e.g. {example}; got {shown(value)}.")
     return float(value)
 

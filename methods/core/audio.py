@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from methods.core.limits import MAX_LABELS, at_most, shown
+from methods.core.limits import MAX_LABELS, at_most, is_number, shown
 from methods.core.lru import LRU
 from methods.core.spec import Audio, InputError
 
@@ -67,7 +67,7 @@ def read_audio(value: Any, max_seconds: float = MAX_SECONDS) -> tuple[Audio, lis
         rate, samples = value
     else:
         rate, samples, duration = _read_file(value, max_seconds)
-    if isinstance(rate, bool) or not isinstance(rate, int | float | np.integer) or not math.isfinite(rate):
+    if not is_number(rate) or not math.isfinite(rate):
         raise InputError(f"The audio's sampling rate must be a number of Hz; got {shown(rate)}.")
     rate = int(rate)
     if not 1_000 <= rate <= 384_000:

@@ -55,11 +55,11 @@ def load_image(value: Any, what: str = "the image") -> Image.Image:
             raise too_large(what, image.width, image.height)
         image = ImageOps.exif_transpose(image)
         image.load()
+    except InputError:
+        raise
     except Image.DecompressionBombError:
         raise too_large(what) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, InputError):
-            raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise unreadable(what) from None
     return to_rgb(image)
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sized
 from typing import Any
 
+import numpy as np
+
 
 class InputError(ValueError):
     """An input the user can fix (missing mask, empty prompt...). Its message says what to do."""
@@ -47,10 +49,15 @@ def shown(value: Any) -> str:
     return "a value of another kind"
 
 
+def is_number(value: Any) -> bool:
+    """A real number (int or float, numpy scalars included), not a boolean; may still be NaN or infinite."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
 def finite_number(value: Any, what: str, minimum: float | None = None, maximum: float | None = None) -> float:
     """``value`` as a finite float within [minimum, maximum]; numeric strings are accepted, booleans are not."""
     number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if is_number(value):
         number = float(value)
     elif isinstance(value, str):
         try:
