@@ -1,4 +1,4 @@
-"""Audio tab: a sound clip (upload or record) is tagged by CLAP; the tags steer the edit."""
+"""Audio tab: a sound clip (upload or record) and a tag vocabulary; the condition cell shows its CLAP tags."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, Tab, banner, build_tab
 from methods.core import audio as audio_tools
+from methods.core.images import text_card
+from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.AUDIO
@@ -19,11 +21,22 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
         raise InputError("Please upload or record an audio clip.")
     inputs.audio = audio_tools.load_audio(values["audio"])
     inputs.prompt = (values["prompt"] or "").strip()
-    inputs.notes["labels"] = list(
-        audio_tools.parse_labels(values["labels"])
-    )  # methods without their own vocabulary use this one
-    inputs.notes["tags"] = audio_tools.clap_tags(hub.backbone, inputs.audio, inputs.notes["labels"], top_k=3)
+    audio_tools.parse_labels(values["labels"])  # a bad vocabulary is refused before any method runs
+    inputs[SOUND_LABELS] = (values["labels"] or "").strip()  # methods without their own vocabulary use this one
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    size = hub.working_size(inputs.image)
+    if inputs.audio is None:
+        return text_card("no audio", size), "no audio"
+    labels = audio_tools.parse_labels(inputs[SOUND_LABELS])
+    tags = audio_tools.clap_tags(hub.backbone, inputs.audio, labels, top_k=3)
+    tag_text = ", ".join(f"{label} {score:.2f}" for label, score in tags) or "no tags"
+    return audio_tools.spectrogram(inputs.audio, size), f"Audio {inputs.audio.seconds:.1f}s · CLAP tags: {tag_text}"
+
+
+TAB = Tab(CONDITION, (IMAGE, AUDIO, PROMPT, SOUND_LABELS), build_inputs, condition_cell)
 
 
 def create_demo(hub: Hub) -> None:
@@ -37,5 +50,5 @@ def create_demo(hub: Hub) -> None:
             prompt = gr.Textbox(value="", label="Base description of the photo (optional)")
             labels = gr.Textbox(value="", label="Tag vocabulary (comma-separated; empty = built-in everyday sounds)")
     widgets = {"image": image, "audio": clip, "prompt": prompt, "labels": labels}
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples([["assets/house.png", "assets/rain.wav", "a house", ""]], inputs=[image, clip, prompt, labels])

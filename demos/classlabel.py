@@ -6,9 +6,10 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, Tab, banner, build_tab
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import load_image, square_image
+from methods.core.slots import IMAGE, SOURCE_CLASS, TARGET_CLASS
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.CLASS
@@ -22,10 +23,15 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
         raise InputError("Please pick both a source class and a target class.")
     inputs.source_class = class_index(values["source_class"])
     inputs.target_class = class_index(values["target_class"])
-    names = class_names()
-    inputs.notes["source_class_name"] = names[inputs.source_class]
-    inputs.notes["target_class_name"] = names[inputs.target_class]
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    names = class_names()
+    return inputs.image, f"Class translation: {names[inputs.source_class]} → {names[inputs.target_class]}"
+
+
+TAB = Tab(CONDITION, (IMAGE, SOURCE_CLASS, TARGET_CLASS), build_inputs, condition_cell, guidance=False)
 
 
 def create_demo(hub: Hub) -> None:
@@ -45,5 +51,5 @@ def create_demo(hub: Hub) -> None:
                 names, value="golden retriever", label="Target class (ImageNet name or id)", allow_custom_value=True
             )
     widgets = {"image": image, "source_class": source_class, "target_class": target_class}
-    build_tab(hub, CONDITION, widgets, build_inputs, guidance=False)
+    build_tab(hub, TAB, widgets)
     gr.Examples([["assets/house.png", "boathouse", "church"]], inputs=[image, source_class, target_class])

@@ -1,8 +1,10 @@
 """What every tab shares: method checkboxes and parameter widgets generated from the method specs,
 seed / steps / guidance, the Run button wired to the comparison runner, and the result grid.
 
-A tab file only declares its condition widgets and how their values become ``EditInputs``; it never
-names a method. ``build_tab`` does the rest, so a new method shows up in its tab by being registered.
+A tab file declares its own widgets (the inputs every method of its condition uses), how their values become
+``EditInputs``, and its condition cell; it never names a method. ``build_tab`` does the rest: the widgets of
+any further input slot one of the condition's methods declares (``demos/slots.py``), method checkboxes and
+parameters, the Run button and the grid. A new method shows up in its tab by being registered.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import Any
 import gradio as gr
 
 from methods.core.backbone import Backbone
-from methods.core.conditions import condition_cell
 from methods.core.images import fit_image, load_image
 from methods.core.limits import text_field
 from methods.core.outputs import RunFolders
 from methods.core.registry import get_method, list_methods
 from methods.core.runner import Comparison, run_comparison
 from methods.core.settings import Settings
-from methods.core.spec import BoolParam, Condition, EditInputs, FloatParam, InputError, IntParam, Param
+from methods.core.slots import Slot, ordered
+from methods.core.spec import BoolParam, Condition, EditInputs, FloatParam, InputError, IntParam, Method, Param
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,69 @@ class Hub:
 
 # A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
 Builder = Callable[[Hub, dict[str, Any], EditInputs], EditInputs]
+# A tab's condition cell: what the methods were given, drawn first in the grid (picture, caption).
+CellMaker = Callable[[Hub, EditInputs], tuple[Any, str]]
+
+
+@dataclass(frozen=True)
+class Tab:
+    """What a tab module declares: its condition, the slots its own widgets provide, how their values become
+    ``EditInputs``, and how its condition cell is drawn."""
+
+    condition: Condition
+    provides: tuple[Slot, ...]
+    build_inputs: Builder
+    condition_cell: CellMaker
+    guidance: bool = True  # whether the methods of this condition take a guidance scale
+
+
+def prompt_text(inputs: EditInputs) -> str:
+    return f"prompt: “{inputs.prompt}”" if inputs.prompt else "no prompt"
+
+
+def map_cell(condition: Condition) -> CellMaker:
+    """The condition cell of a map tab (pose, sketch, segmentation): the map, how it was made, the prompt."""
+
+    def cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+        details = "".join(f" · {caption}" for caption in inputs.captions)
+        return inputs.control_image, f"{condition.title} given to the methods{details} · {prompt_text(inputs)}"
+
+    return cell
+
+
+def further_slots(tab: Tab) -> list[tuple[Slot, list[type[Method]]]]:
+    """The slots the condition's methods declare that the tab's own widgets do not provide, with their users."""
+    users: dict[Slot, list[type[Method]]] = {}
+    for method in list_methods(tab.condition):
+        for slot in (*method.requires, *method.optional):
+            if slot not in tab.provides and method not in users.get(slot, []):
+                users.setdefault(slot, []).append(method)
+    return [(slot, users[slot]) for slot in ordered(users)]
+
+
+def read_inputs(hub: Hub, tab: Tab, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
+    """All the methods' inputs from the widget values (by API name): the tab's own, then every further slot."""
+    from demos.slots import widget_for
+
+    inputs = tab.build_inputs(hub, values, inputs)
+    for slot, _ in further_slots(tab):
+        inputs[slot] = widget_for(slot).read(hub, values, inputs)
+    return inputs
+
+
+def slot_widgets(hub: Hub, tab: Tab, widgets: dict[str, gr.components.Component]) -> dict[str, Any]:
+    """The widgets of the further slots, each slot under an accordion that names the methods using it."""
+    from demos.slots import widget_for
+
+    added: dict[str, gr.components.Component] = {}
+    for slot, users in further_slots(tab):
+        with gr.Accordion(f"{slot.title} — used by {', '.join(m.label for m in users)}", open=False):
+            components = widget_for(slot).build(hub, tab.condition, widgets)
+        clash = set(components) & (set(widgets) | set(added))
+        if clash:
+            raise ValueError(f"slot {slot.name!r} widget names {sorted(clash)} are already used in the tab")
+        added.update(components)
+    return added
 
 
 def on_draw(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: Any, outputs: Any) -> Any:
@@ -139,14 +204,11 @@ def _metrics_rows(hub: Hub, comparison: Comparison, inputs: EditInputs) -> Any:
 
 
 def build_tab(
-    hub: Hub,
-    condition: Condition,
-    widgets: dict[str, gr.components.Component],
-    builder: Builder,
-    default_steps: int | None = None,
-    guidance: bool = True,
+    hub: Hub, tab: Tab, widgets: dict[str, gr.components.Component], default_steps: int | None = None
 ) -> dict[str, Any]:
-    """Add the method controls, Run button and result grid under a tab's condition widgets."""
+    """Add the further slots' widgets, the method controls, Run button and result grid under a tab's widgets."""
+    condition = tab.condition
+    widgets = {**widgets, **slot_widgets(hub, tab, widgets)}
     methods = list_methods(condition)
     default_steps = default_steps or (4 if hub.backbone.profile.is_tiny else 30)
     with gr.Row():
@@ -166,7 +228,7 @@ def build_tab(
             value=GUIDANCE.default,
             step=GUIDANCE.step,
             label=GUIDANCE.title,
-            visible=guidance,
+            visible=tab.guidance,
         )
         score = gr.Checkbox(
             value=hub.backbone.device.type == "cuda",
@@ -223,8 +285,8 @@ def build_tab(
             if method_name in chosen:
                 params.setdefault(method_name, {})[param_name] = value
         params = {name: get_method(name).resolve_params(values) for name, values in params.items()}
-        inputs = builder(hub, named, EditInputs(steps=steps_value, guidance=guidance_value))
-        cell = condition_cell(condition, inputs)
+        inputs = read_inputs(hub, tab, named, EditInputs(steps=steps_value, guidance=guidance_value))
+        cell = tab.condition_cell(hub, inputs)
         comparison = run_comparison(
             hub.backbone,
             condition,
@@ -268,4 +330,10 @@ def build_tab(
         concurrency_limit=1,
         concurrency_id="gpu",
     )
-    return {"gallery": gallery, "run": run_button, "methods": method_box, "seed": seed}
+    return {"gallery": gallery, "run": run_button, "methods": method_box, "seed": seed, "inputs": widgets}
+
+
+def add_examples(widgets: dict[str, gr.components.Component], rows: list[dict[str, Any]]) -> gr.Examples:
+    """Example rows given by widget name; a name the tab does not have (a slot no method declares) is left out."""
+    names = [n for n in dict.fromkeys(k for row in rows for k in row) if n in widgets]
+    return gr.Examples([[row.get(n) for n in names] for row in rows], inputs=[widgets[n] for n in names])

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab, on_draw
+from demos.common import Hub, Tab, banner, build_tab, on_draw
 from demos.widgets import (
     display_size,
     dump,
@@ -20,6 +20,7 @@ from demos.widgets import (
 )
 from methods.core.images import draw_drags
 from methods.core.limits import MAX_DRAG_PAIRS, at_most
+from methods.core.slots import DRAGS, IMAGE, MASK, PROMPT
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
 CONDITION = Condition.DRAG
@@ -55,6 +56,16 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     inputs.mask = mask_from(values["mask_drawing"], None, inputs.image.size)
     inputs.prompt = (values["prompt"] or "").strip()
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    pairs = "; ".join(f"{d.handle}→{d.target}" for d in inputs.drags)
+    masked = "mask = editable region (bright)" if inputs.mask is not None else "no mask: whole image editable"
+    picture = draw_drags(inputs.image, inputs.drags, inputs.mask)
+    return picture, f"Drag handle (red) → target (blue): {pairs} · {masked}"
+
+
+TAB = Tab(CONDITION, (IMAGE, DRAGS, MASK, PROMPT), build_inputs, condition_cell)
 
 
 def create_demo(hub: Hub) -> None:
@@ -108,7 +119,7 @@ def create_demo(hub: Hub) -> None:
     on_draw(canvas.select, click, [points, pending, image], [points, pending])
     on_draw(clear.click, lambda: ("[]", None), None, [points, pending])
     widgets = {"image": image, "drag_points": points, "mask_drawing": drawing, "prompt": prompt}
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [["assets/house.png", dump([[0.35, 0.55, 0.6, 0.55]]), None, "a house on a meadow"]],
         inputs=[image, points, drawing, prompt],

@@ -7,10 +7,11 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab, on_draw
+from demos.common import Hub, Tab, banner, build_tab, on_draw, prompt_text
 from demos.widgets import dump, for_display, parse_json_list, relative_click
 from methods.core.images import draw_boxes
 from methods.core.limits import MAX_BOXES, is_number
+from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Box, Condition, EditInputs, InputError
 
 CONDITION = Condition.LAYOUT
@@ -43,6 +44,15 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     inputs.prompt = (values["prompt"] or "").strip() or ", ".join(b.phrase for b in inputs.boxes)
     inputs.negative_prompt = (values["negative_prompt"] or "").strip()
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    canvas = inputs.image if inputs.image is not None else Image.new("RGB", hub.working_size(), (235, 235, 235))
+    phrases = ", ".join(f"[{b.phrase}]" for b in inputs.boxes)
+    return draw_boxes(canvas, inputs.boxes), f"Layout: {phrases} · {prompt_text(inputs)}"
+
+
+TAB = Tab(CONDITION, (IMAGE, BOXES, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
 
 def create_demo(hub: Hub) -> None:
@@ -105,7 +115,7 @@ def create_demo(hub: Hub) -> None:
     on_draw(image.change, redraw, [boxes, image], canvas)
     on_draw(clear.click, lambda: ("[]", None), None, [boxes, corner])
     widgets = {"image": image, "boxes": boxes, "prompt": prompt, "negative_prompt": negative_prompt}
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [
             [

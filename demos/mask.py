@@ -1,9 +1,9 @@
-"""Mask tab: repaint a region from a prompt, or extend the canvas (outpainting).
+"""Mask tab: redraw a region from a prompt, or extend the canvas.
 
 The mask is painted on the photo, uploaded (white = edit), or picked by clicking on the object with
 Segment Anything: object / background clicks and an optional box on the canvas, a choice among SAM's
-three candidate masks (with its scores), grow and smooth sliders, then "Use this mask". Outpainting
-methods make their own mask, so the tab also runs without one: the methods that need a mask then show a
+three candidate masks (with its scores), grow and smooth sliders, then "Use this mask". Methods that extend
+the canvas make their own mask, so the tab also runs without one: the methods that need a mask then show a
 "skipped" cell saying so.
 """
 
@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demos.common import Hub, banner, build_tab, on_draw, on_model
+from demos.common import Hub, Tab, banner, build_tab, on_draw, on_model, prompt_text
 from demos.widgets import (
     display_size,
     dump,
@@ -30,6 +30,7 @@ from demos.widgets import (
 from methods.core import masks
 from methods.core.images import mask_overlay
 from methods.core.limits import MAX_CLICKS
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.MASK
@@ -41,13 +42,22 @@ OBJECT, BACKGROUND, BOX = "object (positive click)", "background (negative click
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
     source = values["image"] if values["image"] is not None else editor_background(values["mask_drawing"])
     inputs.image = hub.source_image(source)
-    # No mask is allowed: outpainting makes its own, and the methods that need one become "skipped" cells.
+    # No mask is allowed: methods that extend the canvas make their own; those that need one become "skipped" cells.
     inputs.mask = mask_from(values["mask_drawing"], values["mask_image"], inputs.image.size)
     inputs.prompt = (values["prompt"] or "").strip()
     inputs.negative_prompt = (values["negative_prompt"] or "").strip()
     if not inputs.prompt:
         raise InputError("Please write a prompt: what should fill the masked region (or the new canvas area).")
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    if inputs.mask is None:  # extending the canvas needs no mask; the methods that do are skipped
+        return inputs.image, f"Source, no mask (only methods that make their own mask run) · {prompt_text(inputs)}"
+    return mask_overlay(inputs.image, inputs.mask), f"Source with mask (red = region to edit) · {prompt_text(inputs)}"
+
+
+TAB = Tab(CONDITION, (IMAGE, MASK, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
 
 # -- Segment Anything prompts ------------------------------------------------------------------------
@@ -170,7 +180,7 @@ def create_demo(hub: Hub) -> None:
                 value="", label="Prompt for the masked region (or the new area)", placeholder="a wooden bench"
             )
             negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
-            gr.Markdown("No mask? The outpainting methods extend the canvas on their own; the others are skipped.")
+            gr.Markdown("No mask? The methods that extend the canvas make their own; the others are skipped.")
     pending = gr.State(None)
 
     def refresh(source: Any, points_text: str, box_text: str, keep: str | None, grow_px: float, smooth_px: float):
@@ -220,7 +230,7 @@ def create_demo(hub: Hub) -> None:
         "prompt": prompt,
         "negative_prompt": negative_prompt,
     }
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [
             ["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""],

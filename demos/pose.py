@@ -1,6 +1,6 @@
 """Pose tab: the pose map comes from keypoints placed by clicks (the default skeleton, or a pose detected by
-OpenPose and then moved), from a photo (OpenPose with body / hands / face toggles), or an upload. An optional
-mask (painted over the source photo, or uploaded) lets the re-pose methods redraw only that region."""
+OpenPose and then moved), from a photo (OpenPose with body / hands / face toggles), or an upload. Methods
+that redraw only a region declare a mask; its widgets come with them (``demos/slots.py``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab, on_draw, on_model
-from demos.widgets import display_size, dump, mask_editor, mask_from, parse_json_list, relative_click
+from demos.common import Hub, Tab, banner, build_tab, map_cell, on_draw, on_model
+from demos.widgets import display_size, dump, parse_json_list, relative_click
 from methods.core.images import load_image
 from methods.core.limits import is_number, shown
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, Keypoints, detect_pose, render_pose
+from methods.core.slots import CONDITION_MAP, IMAGE, PROMPT
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.POSE
@@ -98,14 +99,14 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     inputs.image = hub.source_image(values["image"], required=False)
     size = hub.working_size(inputs.image)
     inputs.control_image, caption = pose_map(hub, values, size)
-    if inputs.image is not None:
-        inputs.mask = mask_from(values.get("mask_drawing"), values.get("mask_image"), size)
-    masked = "; mask given (re-pose redraws inside it)" if inputs.mask is not None else ""
-    inputs.notes["condition_caption"] = f"pose {caption}{masked}"
+    inputs.captions.append(f"pose {caption}")
     inputs.prompt = (values["prompt"] or "").strip()
     if not inputs.prompt:
         raise InputError("Please write a prompt describing the person to draw in this pose.")
     return inputs
+
+
+TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT), build_inputs, map_cell(CONDITION))
 
 
 def create_demo(hub: Hub) -> None:
@@ -145,13 +146,6 @@ def create_demo(hub: Hub) -> None:
             )
             reset = gr.Button("Reset to standing pose")
             prompt = gr.Textbox(value="", label="Prompt", placeholder="a dancer on a stage")
-    with gr.Accordion("Mask for re-posing inside a region (optional; needs the source photo)", open=False):
-        with gr.Row():
-            mask_drawing = mask_editor("Mask: paint over the person to redraw", elem_id="pose-mask-drawing")
-            mask_image = gr.Image(
-                type="pil", label="…or upload a mask (white = redraw)", sources=["upload"], height=200
-            )
-        gr.Markdown("Without a mask the re-pose methods are skipped; the others ignore it.")
 
     def source_of(source: Any) -> Image.Image | None:
         return hub.source_image(source, required=False) if source is not None else None
@@ -172,7 +166,6 @@ def create_demo(hub: Hub) -> None:
 
     on_draw(keypoints.change, preview, [keypoints, image], canvas)
     on_draw(image.change, preview, [keypoints, image], canvas)
-    on_draw(image.change, lambda im: im, image, mask_drawing)
     on_draw(canvas.select, move_joint, [keypoints, joint, image], keypoints)
     on_draw(reset.click, lambda: dump([list(p) for p in DEFAULT_KEYPOINTS]), None, keypoints)
     on_model(detect.click, detect_into_keypoints, [pose_photo, image], [keypoints, mode])
@@ -185,10 +178,8 @@ def create_demo(hub: Hub) -> None:
         "prompt": prompt,
         "detect_hands": hands,
         "detect_face": face,
-        "mask_drawing": mask_drawing,
-        "mask_image": mask_image,
     }
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [[None, "keypoints", None, None, dump([list(p) for p in DEFAULT_KEYPOINTS]), "an astronaut"]],
         inputs=[image, mode, pose_photo, uploaded, keypoints, prompt],

@@ -1,8 +1,7 @@
-"""Reference-image tab: edit the photo (or generate) guided by an exemplar image, optionally inside a mask.
+"""Reference-image tab: edit the photo (or generate) guided by an exemplar image.
 
-The mask (painted over the source photo, or uploaded white-on-black) is optional: the masked methods
-(Paint-by-Example, IP-Adapter inside a mask) need it and say so in their cell when it is missing; the
-others ignore it.
+The methods that work inside a mask declare one: its widgets (painted over the source photo, or uploaded
+white-on-black) appear under their own accordion, and without a mask those methods say so in their cell.
 """
 
 from __future__ import annotations
@@ -11,28 +10,33 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab, on_draw
-from demos.widgets import editor_background, mask_editor, mask_from
-from methods.core.images import load_image
+from demos.common import Hub, Tab, add_examples, banner, build_tab, prompt_text
+from methods.core.images import load_image, mask_overlay, side_by_side
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.REFERENCE
 
 
 def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditInputs:
-    drawing = values.get("mask_drawing")
-    source = values["image"] if values["image"] is not None else editor_background(drawing)
-    inputs.image = hub.source_image(source, required=False)
+    inputs.image = hub.source_image(values["image"], required=False)
     if values["reference"] is None:
         raise InputError("Please upload a reference image: the exemplar whose content or style should transfer.")
     inputs.reference = load_image(values["reference"], "the reference image")
-    if inputs.image is not None:
-        inputs.mask = mask_from(drawing, values.get("mask_image"), inputs.image.size)
-    elif values.get("mask_image") is not None:
-        raise InputError("A mask needs a source photo: please upload the photo the mask belongs to.")
     inputs.prompt = (values["prompt"] or "").strip()
     inputs.negative_prompt = (values["negative_prompt"] or "").strip()
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    if inputs.image is None:
+        return inputs.reference, f"Reference image (no source: generation) · {prompt_text(inputs)}"
+    source = mask_overlay(inputs.image, inputs.mask) if inputs.mask is not None else inputs.image
+    masked = " (red = mask)" if inputs.mask is not None else ""
+    return side_by_side(source, inputs.reference), f"Source{masked} | reference · {prompt_text(inputs)}"
+
+
+TAB = Tab(CONDITION, (IMAGE, REFERENCE, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
 
 def create_demo(hub: Hub) -> None:
@@ -48,30 +52,12 @@ def create_demo(hub: Hub) -> None:
             type="pil", label="Reference image", sources=["upload", "clipboard"], elem_id="reference-reference"
         )
     with gr.Row():
-        drawing = mask_editor(
-            label="Mask (for Paint-by-Example / IP-Adapter inside a mask): paint where the reference goes",
-            elem_id="reference-mask-drawing",
+        prompt = gr.Textbox(
+            value="",
+            label="Prompt (optional; a method that learns a word for the reference calls it <ref>)",
+            placeholder="best quality",
         )
-        with gr.Column():
-            mask_image = gr.Image(type="pil", label="…or upload a mask (white = edit)", sources=["upload"], height=160)
-            prompt = gr.Textbox(
-                value="",
-                label="Prompt (optional; Textual Inversion's new word is <ref>)",
-                placeholder="best quality",
-            )
-            negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
-    # The uploaded photo becomes the editor's background, so the mask is painted over it.
-    on_draw(image.change, lambda im: im, image, drawing)
-    widgets = {
-        "image": image,
-        "reference": reference,
-        "prompt": prompt,
-        "negative_prompt": negative_prompt,
-        "mask_drawing": drawing,
-        "mask_image": mask_image,
-    }
-    build_tab(hub, CONDITION, widgets, build_inputs)
-    gr.Examples(
-        [["assets/house.png", "assets/reference_pattern.png", "a house", "", None, "assets/house_mask.png"]],
-        inputs=[image, reference, prompt, negative_prompt, drawing, mask_image],
-    )
+        negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
+    widgets = {"image": image, "reference": reference, "prompt": prompt, "negative_prompt": negative_prompt}
+    example = {"image": "assets/house.png", "reference": "assets/reference_pattern.png", "prompt": "a house"}
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], [{**example, "mask_image": "assets/house_mask.png"}])

@@ -1,8 +1,9 @@
 """Sketch tab: draw strokes (any colour), upload a sketch, or extract lines from a photo (lineart, HED,
 PiDiNet, Canny) into the canvas and draw over them; the methods turn the result into a picture.
 
-The line methods get the strokes as white lines on black; SDEdit from strokes gets the painting itself,
-colours kept (painted over the source photo when there is one, the paper's stroke-based editing)."""
+The tab gives the methods two readings of the sketch: the strokes as white lines on black (the condition map
+the line-conditioned networks were trained on) and the painting itself, colours kept (painted over the source
+photo when there is one: stroke-based editing)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, banner, build_tab, on_model
+from demos.common import Hub, Tab, banner, build_tab, map_cell, on_model
 from demos.widgets import editor_composite, editor_layers
 from methods.core.annotators import LINE_DETECTORS, extract_lines
 from methods.core.images import load_image
+from methods.core.slots import CONDITION_MAP, IMAGE, PROMPT, STROKES
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.SKETCH
@@ -24,7 +26,7 @@ PALETTE = ["#000000", "#ffffff", "#d62728", "#ff7f0e", "#ffdd33", "#2ca02c", "#1
 
 
 def scribble_map(sketch: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Strokes as white on black (what ControlNet Scribble was trained on), whatever the user drew with.
+    """Strokes as white on black (what scribble-conditioned networks were trained on), whatever the user drew with.
 
     A stroke is a pixel that differs from the page (the median colour) by more than 64 in some channel: dark
     or coloured strokes on a light page, light strokes on a dark one."""
@@ -87,21 +89,22 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
         lines = extract_lines(hub.backbone, inputs.image, detector, size)
         inputs.control_image = line_map(lines, detector)
         # A line drawing is the only painting there is: dark lines on white, as drawn with a pencil.
-        inputs.extra_controls["strokes"] = Image.eval(inputs.control_image, lambda v: 255 - v)
-        inputs.notes["condition_caption"] = f"lines extracted by {detector}"
+        inputs[STROKES] = Image.eval(inputs.control_image, lambda v: 255 - v)
+        inputs.captions.append(f"lines extracted by {detector}")
     else:
         sketch = values["sketch_upload"] if values["sketch_upload"] is not None else editor_composite(values["sketch"])
         if sketch is None:
             raise InputError("Please draw a sketch on the canvas or upload one.")
         inputs.control_image = scribble_map(load_image(sketch, "the sketch"), size)
-        inputs.extra_controls["strokes"] = stroke_painting(
-            values["sketch"], values["sketch_upload"], inputs.image, size
-        )
-        inputs.notes["condition_caption"] = "uploaded" if values["sketch_upload"] is not None else "drawn"
+        inputs[STROKES] = stroke_painting(values["sketch"], values["sketch_upload"], inputs.image, size)
+        inputs.captions.append("uploaded" if values["sketch_upload"] is not None else "drawn")
     inputs.prompt = (values["prompt"] or "").strip()
     if not inputs.prompt:
         raise InputError("Please write a prompt describing what the sketch shows.")
     return inputs
+
+
+TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT, STROKES), build_inputs, map_cell(CONDITION))
 
 
 def create_demo(hub: Hub) -> None:
@@ -111,7 +114,7 @@ def create_demo(hub: Hub) -> None:
         sketch = gr.Sketchpad(
             value={"background": Image.new("RGB", (size, size), "white"), "layers": [], "composite": None},
             type="pil",
-            label="Sketch (draw here: black lines for the line methods, colours for SDEdit from strokes)",
+            label="Sketch (draw here: black lines, or colours for the methods that read the painting)",
             canvas_size=(size, size),
             brush=gr.Brush(colors=PALETTE, default_color=PALETTE[0], default_size=3, color_mode="defaults"),
             elem_id="sketch-pad",
@@ -159,7 +162,7 @@ def create_demo(hub: Hub) -> None:
         "sketch_from": sketch_from,
         "line_detector": detector,
     }
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [[None, "assets/sketch_house.png", None, "a house with a tree, photo"]],
         inputs=[sketch, sketch_upload, image, prompt],

@@ -6,7 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, banner, build_tab
+from demos.common import Hub, Tab, banner, build_tab, prompt_text
+from methods.core.slots import IMAGE, INSTRUCTION, NEGATIVE_PROMPT, PROMPT, SOURCE_PROMPT
 from methods.core.spec import Condition, EditInputs, InputError
 
 CONDITION = Condition.TEXT
@@ -23,6 +24,14 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
             "Please write a target prompt (what the edited photo should show) or an instruction (what to change)."
         )
     return inputs
+
+
+def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
+    source = f" · source: “{inputs.source_prompt}”" if inputs.source_prompt else ""
+    return inputs.image, f"Source{source} · target {prompt_text(inputs)}"
+
+
+TAB = Tab(CONDITION, (IMAGE, PROMPT, SOURCE_PROMPT, INSTRUCTION, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
 
 def create_demo(hub: Hub) -> None:
@@ -45,7 +54,7 @@ def create_demo(hub: Hub) -> None:
         "instruction": instruction,
         "negative_prompt": negative_prompt,
     }
-    build_tab(hub, CONDITION, widgets, build_inputs)
+    build_tab(hub, TAB, widgets)
     gr.Examples(
         [["assets/house.png", "a house in the snow, winter", "a house on a meadow, summer", "make it winter", ""]],
         inputs=[image, prompt, source_prompt, instruction, negative_prompt],

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from demos import text as text_tab
 from evaluation.judge import SUBSCORES, Judge
 from evaluation.metrics import DEFAULT_METRICS, METRICS, check_metrics, score_cell
 from methods.core.backbone import Backbone
-from methods.core.conditions import condition_cell
 from methods.core.images import compose_grid, fit_image, load_image
 from methods.core.registry import get_method, list_methods
 from methods.core.runner import run_comparison
@@ -197,7 +197,7 @@ def run_item(
         inputs,
         seed,
         params=settings.params,
-        condition_cell=condition_cell(Condition.TEXT, inputs),
+        condition_cell=text_tab.condition_cell(None, inputs),  # the text tab's cell (it needs no hub)
         out_dir=folder,
     )
     rows = []

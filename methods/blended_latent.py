@@ -25,6 +25,7 @@ from methods.core import masks
 from methods.core.images import mask_overlay
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     BoolParam,
     Condition,
@@ -117,7 +118,8 @@ class BlendedLatentDiffusion(Method):
     paper = BLD_PAPER
     summary = "The base model generates inside the mask; outside, the noised source latent is blended in each step."
     params = mask_params(8.0)  # always from pure noise, as in the paper (from the noised source: masked SDEdit)
-    requires = ("image", "mask", "prompt")
+    requires = (IMAGE, MASK, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])

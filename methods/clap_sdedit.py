@@ -24,6 +24,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 
 from methods.core.audio import clap_tags, parse_labels
 from methods.core.registry import register
+from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -75,10 +76,11 @@ class ClapSDEdit(Method):
         ),
     )
     addons = ("clap",)
-    requires = ("image", "audio")
+    requires = (IMAGE, AUDIO)
+    optional = (PROMPT, SOUND_LABELS)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        labels = parse_labels(params["labels"] or inputs.notes.get("labels"))  # the tab may set a vocabulary
+        labels = parse_labels(params["labels"] or inputs[SOUND_LABELS])  # the tab may set a vocabulary
         tags = clap_tags(ctx.backbone, inputs.audio, labels, params["top_k"])
         prompt = fill_template(params["template"], inputs.prompt.strip() or DEFAULT_DESCRIPTION, [t for t, _ in tags])
         pipe = ctx.backbone.pipeline(StableDiffusionImg2ImgPipeline)

@@ -12,6 +12,7 @@ from typing import Any
 
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, run_controlnet
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, PROMPT
 from methods.core.spec import Condition, EditInputs, Method, MethodOutput, RunContext, Strategy
 
 
@@ -25,7 +26,7 @@ class ControlNetLineart(Method):
     summary = "Line art (white lines on black) steers the contours."
     params = CONTROL_PARAMS
     addons = ("controlnet_lineart",)
-    requires = ("control_image", "prompt")
+    requires = (CONDITION_MAP, PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_controlnet(ctx, inputs, params, "controlnet_lineart")

@@ -23,6 +23,7 @@ from typing import Any
 
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, IMAGE, MASK, PROMPT
 from methods.core.spec import (
     BoolParam,
     ChoiceParam,
@@ -54,7 +55,7 @@ class ControlNetRepose(Method):
         BoolParam("keep_unmasked", True, help="Paste the photo back outside the mask (apply_overlay)."),
     )
     addons = ("controlnet_openpose", "inpaint_unet")
-    requires = ("image", "mask", "control_image", "prompt")
+    requires = (IMAGE, MASK, CONDITION_MAP, PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("inpaint_unet") if params["unet"] == "inpainting" else None

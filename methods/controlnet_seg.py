@@ -11,6 +11,7 @@ from typing import Any
 
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, run_controlnet
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, PROMPT
 from methods.core.spec import Condition, EditInputs, Method, MethodOutput, RunContext, Strategy
 
 
@@ -24,7 +25,7 @@ class ControlNetSeg(Method):
     summary = "An ADE20K colour-coded label map steers the scene layout."
     params = CONTROL_PARAMS
     addons = ("controlnet_seg",)
-    requires = ("control_image", "prompt")
+    requires = (CONDITION_MAP, PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_controlnet(ctx, inputs, params, "controlnet_seg")

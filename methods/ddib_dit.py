@@ -30,6 +30,7 @@ from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
 from methods.core.inversion import decode_latents, encode_image
 from methods.core.registry import register
+from methods.core.slots import IMAGE, SOURCE_CLASS, TARGET_CLASS
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -68,7 +69,7 @@ class DDIBDiT(Method):
         ),
     )
     addons = ("dit",)
-    requires = ("image", "source_class", "target_class")
+    requires = (IMAGE, SOURCE_CLASS, TARGET_CLASS)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         source, target = class_index(inputs.source_class), class_index(inputs.target_class)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
     BoolParam,
     Condition,
@@ -65,7 +66,8 @@ class DiffEdit(Method):
             help="DDIM-encode with the source prompt (diffusers' example) instead of unconditionally (paper).",
         ),
     )
-    requires = ("image", "source_prompt", "prompt")
+    requires = (IMAGE, SOURCE_PROMPT, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

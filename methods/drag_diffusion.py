@@ -29,6 +29,7 @@ from methods.core.images import draw_drags
 from methods.core.inversion import ddim_sample, decode_latents, invert_image
 from methods.core.limits import MAX_DRAG_POINT_ITERATIONS
 from methods.core.registry import register
+from methods.core.slots import DRAGS, IMAGE, MASK, PROMPT
 from methods.core.spec import (
     Condition,
     Drag,
@@ -127,7 +128,8 @@ class DragDiffusion(Method):
         IntParam("search_radius", 3, 1, 8, help="r2: point-tracking search half-size, in feature px."),
         FloatParam("mask_weight", 0.1, 0.0, 10.0, help="lambda: keeps the latent outside the mask (paper: 0.1)."),
     )
-    requires = ("image", "drags")
+    requires = (IMAGE, DRAGS)
+    optional = (PROMPT, MASK)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, image = ctx.backbone, inputs.image

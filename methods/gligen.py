@@ -24,6 +24,7 @@ from diffusers.models.attention import GatedSelfAttentionDense
 from PIL import Image
 
 from methods.core.registry import register
+from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     Box,
     ChoiceParam,
@@ -69,7 +70,8 @@ class GLIGEN(Method):
         ),
     )
     addons = ("gligen_unet", "gligen_inpaint_unet")
-    requires = ("boxes",)
+    requires = (BOXES,)
+    optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check the inputs

@@ -27,6 +27,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from methods.core.inversion import encode_image, encode_prompt
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -68,7 +69,8 @@ class Imagic(Method):
         ),
         FloatParam("eta", 0.7, 0.0, 1.0, step=0.05, help="e = eta e_tgt + (1 - eta) e_opt (paper: about 0.7)."),
     )
-    requires = ("image", "prompt")
+    requires = (IMAGE, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, unet = ctx.backbone, ctx.backbone.unet

@@ -17,6 +17,7 @@ from typing import Any
 from diffusers import StableDiffusionInstructPix2PixPipeline
 
 from methods.core.registry import register
+from methods.core.slots import IMAGE, INSTRUCTION, NEGATIVE_PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
 
@@ -41,7 +42,8 @@ class InstructPix2Pix(Method):
         ),
     )
     addons = ("instruct_pix2pix_unet",)
-    requires = ("image", "instruction")
+    requires = (IMAGE, INSTRUCTION)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("instruct_pix2pix_unet")

@@ -22,6 +22,7 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class IPAdapter(Method):
         FloatParam("strength", 0.7, 0.05, 1.0, help="How far the source image is noised before denoising (img2img)."),
     )
     addons = ("ip_adapter", "ip_adapter_image_encoder")
-    requires = ("reference",)
+    requires = (REFERENCE,)
+    optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         edit = inputs.image is not None

@@ -20,6 +20,7 @@ from diffusers import StableDiffusionInpaintPipeline
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import (
     BoolParam,
     ChoiceParam,
@@ -69,7 +70,8 @@ class IPAdapterInpaint(Method):
         BoolParam("keep_unmasked", True, help="Paste the source back outside the mask (apply_overlay)."),
     )
     addons = ("inpaint_unet", "ip_adapter", "ip_adapter_image_encoder")
-    requires = ("image", "reference", "mask")
+    requires = (IMAGE, REFERENCE, MASK)
+    optional = (PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         components = {"image_encoder": ctx.backbone.addon("ip_adapter_image_encoder")}

@@ -25,6 +25,7 @@ from diffusers import DPMSolverMultistepScheduler, LEditsPPPipelineStableDiffusi
 from PIL import Image
 
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
     BoolParam,
     ChoiceParam,
@@ -67,7 +68,8 @@ class LeditsPP(Method):
         FloatParam("skip", 0.15, 0.0, 0.6, help="Fraction of the noisiest steps skipped (lower = stronger edits)."),
         FloatParam("source_guidance_scale", 3.5, 1.0, 15.0, step=0.5, help="Guidance of the source prompt."),
     )
-    requires = ("image", "prompt")
+    requires = (IMAGE, PROMPT)
+    optional = (SOURCE_PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

@@ -17,6 +17,7 @@ from typing import Any
 from methods.blended_latent import blended_inpaint, finish, mask_params
 from methods.core import masks
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
 
@@ -36,7 +37,8 @@ class MaskedSDEdit(Method):
         FloatParam("strength", 0.6, 0.05, 1.0, help="How far into the noise the photo is pushed (t0/T)."),
         *mask_params(0.0),
     )
-    requires = ("image", "mask", "prompt")
+    requires = (IMAGE, MASK, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from methods.core.controlnet import CONTROLNET_PAPER, denoise, multi_controlnet_call
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, IMAGE, PROMPT, SECOND_POSE
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -25,8 +26,6 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-
-SECOND_KIND = "pose"  # EditInputs.extra_controls key of the second map
 
 
 @register
@@ -49,20 +48,14 @@ class MultiControlNet(Method):
         FloatParam("strength", 1.0, 0.05, 1.0, help="With a source photo: how much of it is re-noised (1 = all)."),
     )
     addons = ("controlnet_seg", "controlnet_openpose")
-    requires = ("control_image", "prompt")
-
-    @classmethod
-    def missing_inputs(cls, inputs: EditInputs) -> list[str]:
-        missing = super().missing_inputs(inputs)
-        if SECOND_KIND not in (inputs.extra_controls or {}):
-            missing.append("a pose map as the second condition (choose one under “Second condition: pose”)")
-        return missing
+    requires = (CONDITION_MAP, PROMPT, SECOND_POSE)
+    optional = (IMAGE,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         controls = [
             ("controlnet_seg", inputs.control_image, params["seg_scale"]),
-            ("controlnet_openpose", inputs.extra_controls[SECOND_KIND], params["pose_scale"]),
+            ("controlnet_openpose", inputs[SECOND_POSE], params["pose_scale"]),
         ]
         image = denoise(ctx, *multi_controlnet_call(ctx, inputs, params, controls))
         mode = "img2img under control" if inputs.image is not None else "generated from the conditions"
-        return MethodOutput(image, info={"mode": mode}, extras=[(inputs.extra_controls[SECOND_KIND], "pose map")])
+        return MethodOutput(image, info={"mode": mode}, extras=[(inputs[SECOND_POSE], "pose map")])

@@ -30,6 +30,7 @@ from methods.blended_latent import BLD_PAPER, blended_inpaint
 from methods.core.images import mask_overlay
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     ChoiceParam,
     Condition,
@@ -104,7 +105,8 @@ class _Outpainting(Method):
         ChoiceParam("fill", "edge", FILLS, help="What the new area starts as (only matters when strength < 1)."),
         FloatParam("strength", 1.0, 0.05, 1.0, help="1.0 generates the new area from pure noise."),
     )
-    requires = ("image", "prompt")  # no drawn mask: the new area is the mask
+    requires = (IMAGE, PROMPT)  # no drawn mask: the new area is the mask
+    optional = (NEGATIVE_PROMPT,)
 
     @classmethod
     def output_size(cls, size: tuple[int, int], params: dict[str, Any], multiple: int) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from typing import Any
 from diffusers import PaintByExamplePipeline
 
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, PROMPT, REFERENCE
 from methods.core.spec import BoolParam, Condition, EditInputs, Method, MethodOutput, Paper, RunContext, Strategy
 
 
@@ -36,7 +37,8 @@ class PaintByExample(Method):
     summary = "An inpainting UNet conditioned on the exemplar's CLIP embedding paints the exemplar into the mask."
     params = (BoolParam("keep_unmasked", True, help="Paste the source back outside the mask (apply_overlay)."),)
     addons = ("paint_by_example_unet", "paint_by_example_image_encoder")
-    requires = ("image", "reference", "mask")
+    requires = (IMAGE, REFERENCE, MASK)
+    optional = (PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         encoder, processor = ctx.backbone.addon("paint_by_example_image_encoder")

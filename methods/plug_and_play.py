@@ -23,6 +23,7 @@ import torch
 from methods.core.attention import AttentionController, Site, attend, edit_photo, source_for_both, steps_until
 from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS, decode_latents
 from methods.core.registry import register
+from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
     ChoiceParam,
     Condition,
@@ -79,7 +80,8 @@ class PlugAndPlay(Method):
         ),
         ChoiceParam("inversion", "ddim", INVERSION_KINDS, help=INVERSION_HELP),
     )
-    requires = ("image", "prompt")  # the source prompt is optional (the paper inverts with an empty one)
+    requires = (IMAGE, PROMPT)  # the source prompt is optional (the paper inverts with an empty one)
+    optional = (SOURCE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

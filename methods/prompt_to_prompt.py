@@ -27,6 +27,7 @@ from methods.core.attention import AttentionController, Site, attend, attention_
 from methods.core.images import mask_overlay
 from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS, decode_latents
 from methods.core.registry import register
+from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
     ChoiceParam,
     Condition,
@@ -238,7 +239,7 @@ class PromptToPrompt(Method):
         *P2P_PARAMS,
         ChoiceParam("inversion", "ddim", INVERSION_KINDS, help=INVERSION_HELP),
     )
-    requires = ("image", "source_prompt", "prompt")
+    requires = (IMAGE, SOURCE_PROMPT, PROMPT)
 
     def inversion_setting(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return params["inversion"], {}

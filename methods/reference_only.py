@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
 WRITE, READ = "write", "read"
@@ -154,7 +155,8 @@ class ReferenceOnly(Method):
         ),
         FloatParam("strength", 0.75, 0.05, 1.0, help="With a source photo: how far it is noised (img2img)."),
     )
-    requires = ("reference",)
+    requires = (REFERENCE,)
+    optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

@@ -27,6 +27,7 @@ from PIL import Image
 from methods.blended_latent import finish, mask_params
 from methods.core import masks
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -122,7 +123,8 @@ class RePaint(Method):
         FloatParam("eta", 0.0, 0.0, 1.0, help="Noise of each reverse step: 0 = DDIM, 1 = DDPM (the paper's)."),
         *mask_params(8.0),
     )
-    requires = ("image", "mask", "prompt")
+    requires = (IMAGE, MASK, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])

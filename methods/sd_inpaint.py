@@ -17,6 +17,7 @@ from diffusers import StableDiffusionInpaintPipeline
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     BoolParam,
     Condition,
@@ -47,7 +48,8 @@ class StableDiffusionInpainting(Method):
         BoolParam("keep_unmasked", True, help="Paste the source back outside the mask (apply_overlay)."),
     )
     addons = ("inpaint_unet",)
-    requires = ("image", "mask", "prompt")
+    requires = (IMAGE, MASK, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe = ctx.backbone.pipeline(StableDiffusionInpaintPipeline, unet=ctx.backbone.addon("inpaint_unet"))

@@ -14,6 +14,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
 
 
@@ -30,7 +31,8 @@ class SDEdit(Method):
     )
     summary = "Noise the photo to an intermediate step, denoise towards the target prompt."
     params = (FloatParam("strength", 0.6, 0.05, 1.0, help="How far into the noise the photo is pushed (t0/T)."),)
-    requires = ("image", "prompt")
+    requires = (IMAGE, PROMPT)
+    optional = (NEGATIVE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe = ctx.backbone.pipeline(StableDiffusionImg2ImgPipeline)

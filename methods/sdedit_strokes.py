@@ -17,11 +17,9 @@ from typing import Any
 from diffusers import StableDiffusionImg2ImgPipeline
 
 from methods.core.registry import register
+from methods.core.slots import IMAGE, PROMPT, STROKES
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, RunContext, Strategy
 from methods.sdedit import SDEdit, sdedit
-
-# EditInputs.extra_controls key of the stroke painting as drawn (colours kept), set by the sketch tab.
-STROKES = "strokes"
 
 
 @register
@@ -41,17 +39,11 @@ class SDEditStrokes(Method):
             help="How far into the noise the painting is pushed (t0/T): low keeps the strokes, high the prompt.",
         ),
     )
-    requires = ("prompt",)
-
-    @classmethod
-    def missing_inputs(cls, inputs: EditInputs) -> list[str]:
-        missing = super().missing_inputs(inputs)
-        if inputs.extra_controls.get(STROKES) is None:
-            missing.append("a stroke painting (draw coloured strokes on the canvas, or upload a painting)")
-        return missing
+    requires = (PROMPT, STROKES)
+    optional = (IMAGE,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        strokes = inputs.extra_controls[STROKES].convert("RGB")
+        strokes = inputs[STROKES].convert("RGB")
         size = inputs.image.size if inputs.image is not None else strokes.size
         if strokes.size != size:
             strokes = strokes.resize(size)

@@ -22,6 +22,7 @@ from methods.core import masks
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
 from methods.core.images import mask_overlay
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, IMAGE, MAP_REGION, PROMPT
 from methods.core.spec import (
     BoolParam,
     Condition,
@@ -37,7 +38,7 @@ from methods.core.spec import (
 
 def region_mask(inputs: EditInputs, grow: int) -> Any:
     """The region to regenerate at the photo's size, grown by ``grow`` pixels."""
-    region = masks.check_mask(inputs.mask, inputs.image.size)
+    region = masks.check_mask(inputs[MAP_REGION], inputs.image.size)
     if not masks.as_bool(region).any():
         raise InputError("The region is empty: pick a class present in the map, or click inside a region.")
     return masks.dilate(region, grow)
@@ -68,7 +69,7 @@ class SegRegionEdit(Method):
         BoolParam("keep_outside", True, help="Paste the photo back outside the region (apply_overlay)."),
     )
     addons = ("inpaint_unet", "controlnet_seg")
-    requires = ("image", "mask", "control_image", "prompt")
+    requires = (IMAGE, MAP_REGION, CONDITION_MAP, PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe, kwargs = region_edit_call(ctx, inputs, params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.core.registry import register
+from methods.core.slots import CONDITION_MAP, PROMPT
 from methods.core.spec import Condition, EditInputs, Method, MethodOutput, RunContext, Strategy
 from methods.core.t2i_adapter import ADAPTER_PARAMS, T2I_ADAPTER_PAPER, run_adapter
 
@@ -25,7 +26,7 @@ class T2IAdapterSketch(Method):
     summary = "A light adapter turns the line drawing into features added to the UNet encoder (generates)."
     params = ADAPTER_PARAMS
     addons = ("t2i_adapter_sketch",)
-    requires = ("control_image", "prompt")
+    requires = (CONDITION_MAP, PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_adapter(ctx, inputs, params, "t2i_adapter_sketch")

@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
+from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import (
     Condition,
     EditInputs,
@@ -83,7 +84,8 @@ class TextualInversion(Method):
         Param("init_word", "text", "object", help="The new word starts from this word's embedding (token mean)."),
         FloatParam("strength", 0.7, 0.05, 1.0, help="With a source photo: how far it is noised (img2img)."),
     )
-    requires = ("reference",)
+    requires = (REFERENCE,)
+    optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

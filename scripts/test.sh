@@ -18,4 +18,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 "$PYTHON" -m ruff check .
+"$PYTHON" -m ruff format --check .
 "$PYTHON" -m pytest -q "$@"

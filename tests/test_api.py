@@ -14,6 +14,7 @@ from PIL import Image
 
 from demos.api_examples import HOUSE, REQUESTS
 from methods.core.registry import get_method, list_methods
+from methods.core.slots import MASK
 from methods.core.spec import Condition
 from tests.conftest import tiny_settings
 from tests.helpers import served
@@ -75,7 +76,7 @@ def test_missing_mask_skips_the_masked_methods_and_outpaints(client: Client) -> 
         image=HOUSE, mask_drawing=None, mask_image=None, prompt="a door", steps=2, api_name="/mask"
     )
     for name, status, message in ((row[0], row[1], row[7]) for row in records["data"]):
-        needs_mask = "mask" in get_method(name).requires
+        needs_mask = MASK in get_method(name).requires
         assert status == ("skipped" if needs_mask else "ok"), (name, status, message)
         assert not needs_mask or "needs a mask" in message
 

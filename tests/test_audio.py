@@ -20,6 +20,7 @@ from methods.core.audio import (
     resample,
 )
 from methods.core.runner import run_comparison
+from methods.core.slots import SOUND_LABELS
 from methods.core.spec import Audio, EditInputs, InputError
 
 RATE = 16_000
@@ -155,7 +156,7 @@ def test_method_params_prompt_and_vocabulary(backbone, photo):
     best = clap_tags(backbone, clip, ("rain", "thunder", "dog barking"), top_k=1)[0][0]
     assert record["info"]["prompt"] == f"a small house with the sound of {best}"
 
-    inputs.notes["labels"] = ["church bells", "ocean waves"]  # the tab's vocabulary, used when the param is empty
+    inputs[SOUND_LABELS] = "church bells, ocean waves"  # the tab's vocabulary, used when the param is empty
     record = _record(backbone, inputs, top_k=2)
     assert record["status"] == "ok", record["message"]
     assert set(record["info"]["prompt"].removeprefix("a small house, ").split(", ")) == {"church bells", "ocean waves"}

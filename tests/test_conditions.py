@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demos import tabs
 from demos.common import Hub
 from demos.layout import parse_boxes
 from demos.pose import parse_keypoints
 from demos.sketch import scribble_map
-from methods.core.conditions import condition_cell
 from methods.core.examples import example_inputs
 from methods.core.images import binary_mask, fit_image, load_image
 from methods.core.pose import BODY_JOINTS, DEFAULT_KEYPOINTS, detect_pose, render_pose
@@ -93,9 +93,8 @@ def test_huge_photo_is_downscaled(backbone) -> None:
 @pytest.mark.parametrize("condition", list(Condition))
 def test_condition_cell_comes_first_with_a_caption(backbone, condition: Condition) -> None:
     inputs = example_inputs(condition, backbone)
-    if condition is Condition.AUDIO:
-        inputs.notes["tags"] = [("rain", 0.5)]
-    picture, caption = condition_cell(condition, inputs)
+    tab = next(t.TAB for t in tabs() if t.CONDITION is condition)  # each tab draws its own condition cell
+    picture, caption = tab.condition_cell(Hub(backbone), inputs)
     assert isinstance(picture, Image.Image) and caption
 
 

@@ -21,12 +21,12 @@ from PIL import Image
 from scipy import ndimage
 
 from demos.common import Hub
-from demos.mask import build_inputs
+from demos.mask import build_inputs, condition_cell
 from methods.core import masks
-from methods.core.conditions import condition_cell
 from methods.core.examples import ASSETS, example_inputs
 from methods.core.registry import get_method, list_methods
 from methods.core.runner import run_comparison
+from methods.core.slots import MASK
 from methods.core.spec import EditInputs, RunContext
 from methods.outpaint import extend_canvas, padding
 from methods.repaint import repaint_latents
@@ -266,7 +266,7 @@ def test_mask_tab_without_a_mask_outpaints_and_skips_the_rest(backbone) -> None:
     hub = run_comparison(backbone, "mask", names, inputs, SEED)
     status = {r["method"]: (r["status"], r["message"]) for r in hub.records}
     for name in names:
-        if "mask" in get_method(name).requires:
+        if MASK in get_method(name).requires:
             assert status[name][0] == "skipped" and "needs a mask" in status[name][1], status[name]
         else:
             assert status[name] == ("ok", ""), status[name]
@@ -274,5 +274,5 @@ def test_mask_tab_without_a_mask_outpaints_and_skips_the_rest(backbone) -> None:
 
 def test_condition_cell_without_a_mask(backbone) -> None:
     inputs = _no_mask_inputs(backbone)
-    picture, caption = condition_cell("mask", inputs)
+    picture, caption = condition_cell(Hub(backbone), inputs)
     assert picture.size == inputs.image.size and "no mask" in caption.lower()

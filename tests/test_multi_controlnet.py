@@ -10,6 +10,7 @@ from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionC
 
 from methods.core.examples import example_inputs
 from methods.core.runner import run_comparison
+from methods.core.slots import SECOND_POSE
 from tests.helpers import assert_same_image, direct_components, seeded_generator
 
 SEED = 7
@@ -38,7 +39,7 @@ def test_multi_controlnet_img2img_equals_pipeline_with_a_list_of_controlnets(bac
     direct = pipe(
         prompt=inputs.prompt,
         image=inputs.image,
-        control_image=[inputs.control_image, inputs.extra_controls["pose"]],
+        control_image=[inputs.control_image, inputs[SECOND_POSE]],
         strength=0.9,
         controlnet_conditioning_scale=[0.8, 0.6],
         height=height,
@@ -58,7 +59,7 @@ def test_multi_controlnet_generation_equals_pipeline(backbone) -> None:
     width, height = inputs.control_image.size
     direct = pipe(
         prompt=inputs.prompt,
-        image=[inputs.control_image, inputs.extra_controls["pose"]],
+        image=[inputs.control_image, inputs[SECOND_POSE]],
         controlnet_conditioning_scale=[0.8, 0.6],
         height=height,
         width=width,
@@ -91,7 +92,7 @@ def test_pose_weight_zero_equals_controlnet_seg_alone(backbone, with_photo: bool
 
 def test_without_a_pose_map_the_cell_is_skipped_with_a_reason(backbone) -> None:
     inputs = example_inputs("segmentation", backbone)
-    inputs.extra_controls = {}
+    inputs[SECOND_POSE] = None
     record = run_comparison(backbone, "segmentation", ["multi_controlnet"], inputs, SEED).records[0]
     assert record["status"] == "skipped"
     assert "pose map as the second condition" in record["message"]

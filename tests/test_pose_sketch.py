@@ -19,10 +19,9 @@ from diffusers import (
 )
 from PIL import Image
 
-from demos.common import Hub
-from demos.pose import build_inputs as pose_inputs
+from demos import pose, sketch
+from demos.common import Hub, read_inputs
 from demos.pose import detected_keypoints, move_keypoint, parse_keypoints, pose_preview
-from demos.sketch import build_inputs as sketch_inputs
 from demos.sketch import canvas_value, line_map, scribble_map, stroke_painting
 from methods.controlnet_repose import ControlNetRepose
 from methods.core.annotators import extract_lines
@@ -30,9 +29,20 @@ from methods.core.controlnet import controlnet_call
 from methods.core.examples import example_inputs
 from methods.core.pose import BODY_JOINTS, render_pose
 from methods.core.runner import run_comparison
+from methods.core.slots import STROKES
 from methods.core.spec import EditInputs, InputError, RunContext
 from methods.core.t2i_adapter import ADAPTER_PARAMS, adapter_call, adapter_for_first_steps
 from tests.helpers import assert_same_image, direct_components, seeded_generator, weights_checksum
+
+
+def pose_inputs(hub: Hub, values: dict, inputs: EditInputs) -> EditInputs:
+    """What the pose tab hands the methods: its own widgets' values, then the further slots' (the mask)."""
+    return read_inputs(hub, pose.TAB, values, inputs)
+
+
+def sketch_inputs(hub: Hub, values: dict, inputs: EditInputs) -> EditInputs:
+    return read_inputs(hub, sketch.TAB, values, inputs)
+
 
 SEED = 7
 
@@ -251,7 +261,7 @@ def test_sdedit_strokes_equals_img2img_on_the_stroke_painting(backbone, with_pho
     inputs = example_inputs("sketch", backbone)
     if not with_photo:
         inputs.image = None
-    strokes = inputs.extra_controls["strokes"]
+    strokes = inputs[STROKES]
     hub = run_comparison(backbone, "sketch", ["sdedit_strokes"], inputs, SEED, params={"sdedit_strokes": {}})
     direct = StableDiffusionImg2ImgPipeline(**direct_components(backbone))(
         prompt=inputs.prompt,
@@ -267,7 +277,7 @@ def test_sdedit_strokes_equals_img2img_on_the_stroke_painting(backbone, with_pho
 
 def test_sdedit_strokes_needs_the_painting(backbone) -> None:
     inputs = example_inputs("sketch", backbone)
-    inputs.extra_controls.pop("strokes")
+    inputs[STROKES] = None
     record = run_comparison(backbone, "sketch", ["sdedit_strokes"], inputs, SEED).records[0]
     assert record["status"] == "skipped" and "stroke painting" in record["message"]
 
@@ -351,7 +361,8 @@ def test_pose_tab_passes_hand_face_flags_and_the_mask(backbone, photo, monkeypat
     assert seen == {"hands": False, "face": True}
     assert inputs.mask is not None and inputs.mask.size == inputs.image.size
     assert np.asarray(inputs.mask).mean() == pytest.approx(255 * 0.25, abs=8)
-    assert "face" in inputs.notes["condition_caption"] and "mask" in inputs.notes["condition_caption"]
+    caption = " · ".join(inputs.captions)
+    assert "face" in caption and "mask" in caption
     values.update(image=None, pose_photo=photo)  # no source photo: no mask (re-pose is then skipped)
     assert pose_inputs(hub, values, EditInputs()).mask is None
 
@@ -391,5 +402,5 @@ def test_extracted_lines_go_into_the_canvas_and_reach_the_methods(backbone) -> N
     chosen = {"sketch_from": "lines of the source photo", "line_detector": "canny"}
     extracted = sketch_inputs(hub, {**values, **chosen, "image": photo}, EditInputs())
     np.testing.assert_array_equal(np.asarray(extracted.control_image), np.asarray(drawn.control_image))
-    assert extracted.notes["condition_caption"] == "lines extracted by canny"
-    assert "strokes" in extracted.extra_controls and "strokes" in drawn.extra_controls
+    assert " · ".join(extracted.captions) == "lines extracted by canny"
+    assert extracted[STROKES] is not None and drawn[STROKES] is not None

@@ -19,6 +19,7 @@ from methods.core.pose import DEFAULT_KEYPOINTS, render_pose
 from methods.core.runner import run_comparison
 from methods.core.segmap import ADE20K_CLASSES, palette
 from methods.core.segmenter import SegMap, _segment, class_mask, region_at, replace_class, segment_photo
+from methods.core.slots import MAP_REGION, SECOND_POSE
 from methods.core.spec import InputError
 from tests.conftest import make_photo
 from tests.helpers import assert_same_image, direct_components, seeded_generator
@@ -161,7 +162,7 @@ def _region_direct(backbone, inputs, grow: int) -> tuple[Image.Image, Image.Imag
     pipe = StableDiffusionControlNetInpaintPipeline(
         **direct_components(backbone, unet=backbone.addon("inpaint_unet"), controlnet=backbone.addon("controlnet_seg"))
     )
-    region = masks.dilate(inputs.mask, grow)
+    region = masks.dilate(inputs[MAP_REGION], grow)
     width, height = inputs.image.size
     image = pipe(
         prompt=inputs.prompt,
@@ -209,7 +210,7 @@ def test_region_edit_follows_the_map_inside_the_region(backbone) -> None:
         SEED,
         params={"seg_region_edit": {"conditioning_scale": 0.0}},
     ).result("seg_region_edit")
-    inside = masks.as_bool(masks.dilate(inputs.mask, 4))
+    inside = masks.as_bool(masks.dilate(inputs[MAP_REGION], 4))
     a, b = np.asarray(on, dtype=np.int16), np.asarray(off, dtype=np.int16)
     assert np.abs(a - b)[inside].mean() > 1.0
     np.testing.assert_array_equal(a[~inside], b[~inside])
@@ -217,14 +218,15 @@ def test_region_edit_follows_the_map_inside_the_region(backbone) -> None:
 
 def test_empty_region_is_a_skipped_cell(backbone) -> None:
     inputs = example_inputs("segmentation", backbone)
-    inputs.mask = Image.new("L", inputs.image.size, 0)
+    inputs[MAP_REGION] = Image.new("L", inputs.image.size, 0)
     record = run_comparison(backbone, "segmentation", ["seg_region_edit"], inputs, SEED).records[0]
     assert record["status"] == "skipped" and "region is empty" in record["message"]
 
 
 # -- the tab's input builder ----------------------------------------------------------------------------
 def _values(**override):
-    from demos.segmentation import MAP_SOURCES, POSE_MODES, REGION_MODES
+    from demos.segmentation import MAP_SOURCES
+    from demos.slots import POSE_MODES, REGION_MODES
 
     values = {
         "segmap": str(ASSETS / "segmap_village.png"),
@@ -243,35 +245,35 @@ def _values(**override):
 
 
 def _build(backbone, **override):
-    from demos.common import Hub
-    from demos.segmentation import build_inputs
+    from demos import segmentation
+    from demos.common import Hub, read_inputs
     from methods.core.spec import EditInputs
 
     hub = Hub(backbone)
-    return hub, build_inputs(hub, _values(**override), EditInputs(steps=2))
+    return hub, read_inputs(hub, segmentation.TAB, _values(**override), EditInputs(steps=2))
 
 
 def test_tab_builds_map_region_and_pose(backbone) -> None:
-    from demos.segmentation import REGION_MODES
+    from demos.slots import REGION_MODES
 
     hub, plain = _build(backbone)
-    assert plain.mask is None and not plain.extra_controls and _palette_only(plain.control_image)
+    assert plain[MAP_REGION] is None and not plain.slot_values and _palette_only(plain.control_image)
     assert plain.control_image.size == plain.image.size
 
     _, by_class = _build(backbone, region_mode=REGION_MODES[1], region_class="water", pose_mode="keypoints")
     segmap = SegMap.from_image(by_class.control_image)
-    np.testing.assert_array_equal(masks.as_bool(by_class.mask), segmap.ids == ADE20K_CLASSES.index("water"))
-    assert_same_image(by_class.extra_controls["pose"], render_pose(DEFAULT_KEYPOINTS, by_class.image.size))
+    np.testing.assert_array_equal(masks.as_bool(by_class[MAP_REGION]), segmap.ids == ADE20K_CLASSES.index("water"))
+    assert_same_image(by_class[SECOND_POSE], render_pose(DEFAULT_KEYPOINTS, by_class.image.size))
 
     water = np.argwhere(segmap.ids == ADE20K_CLASSES.index("water"))[0]
     click = [float(water[1]) / (segmap.size[0] - 1), float(water[0]) / (segmap.size[1] - 1)]
     _, by_click = _build(backbone, region_mode=REGION_MODES[2], region_clicks=json.dumps([click]))
     expected, name = region_at(segmap, *click)
     assert name == "water"
-    assert_same_image(by_click.mask, expected)
+    assert_same_image(by_click[MAP_REGION], expected)
 
     _, by_sam = _build(backbone, region_mode=REGION_MODES[3], region_clicks="[[0.35, 0.6]]")
-    assert by_sam.mask.size == by_sam.image.size and masks.as_bool(by_sam.mask).any()
+    assert by_sam[MAP_REGION].size == by_sam.image.size and masks.as_bool(by_sam[MAP_REGION]).any()
 
 
 def test_tab_segments_the_source_photo(backbone) -> None:
@@ -304,7 +306,7 @@ def test_tab_api_keeps_its_first_parameters_and_new_ones_are_optional(backbone) 
 
 def test_region_preview_tints_the_picked_region(backbone) -> None:
     from demos.common import Hub
-    from demos.segmentation import REGION_MODES, region_preview
+    from demos.slots import REGION_MODES, region_preview
 
     hub = Hub(backbone)
     plain = region_preview(hub, _values())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from methods.core.limits import MAX_LABELS, at_most, is_number, shown
 from methods.core.lru import LRU
@@ -239,3 +240,15 @@ def _compute_scores(backbone: Backbone, audio: Audio, labels: tuple[str, ...]) -
     probabilities = logits.double().softmax(dim=-1).cpu()  # (windows, labels)
     mean = (probabilities * weights[:, None]).sum(dim=0) / weights.sum()
     return tuple(float(p) for p in mean)
+
+
+def spectrogram(audio: Audio, size: tuple[int, int]) -> Image.Image:
+    """A log-magnitude spectrogram picture of the clip (for the condition cell)."""
+    from scipy.signal import spectrogram as scipy_spectrogram
+
+    _, _, power = scipy_spectrogram(audio.waveform, fs=audio.sampling_rate, nperseg=512, noverlap=384)
+    log_power = np.log10(power + 1e-10)
+    low, high = np.percentile(log_power, [5, 99.5])
+    scaled = np.clip((log_power - low) / max(high - low, 1e-6), 0, 1)[::-1]
+    picture = Image.fromarray((scaled * 255).astype(np.uint8), "L").resize(size)
+    return ImageOps.colorize(picture, black=(10, 10, 40), white=(255, 220, 80), mid=(200, 40, 120))

@@ -186,3 +186,14 @@ def compose_grid(cells: Sequence[tuple[Image.Image, str]], cell_size: int = 256,
         text = "\n".join(textwrap.wrap(caption, 42)[:4])
         draw.multiline_text((x + 4, y + cell_size + 2), text, fill=(0, 0, 0), font=font, spacing=2)
     return grid
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    """Two pictures at the same height, next to each other on white."""
+    height = max(left.height, right.height)
+    left = ImageOps.contain(left, (height * 4, height))
+    right = ImageOps.contain(right, (height * 4, height))
+    canvas = Image.new("RGB", (left.width + right.width + 4, height), (255, 255, 255))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + 4, 0))
+    return canvas

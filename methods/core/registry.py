@@ -39,3 +39,8 @@ def method_by_label(label: str) -> type[Method]:
         if method.label == label or method.name == label:
             return method
     raise KeyError(f"unknown method {label!r}; known methods: {', '.join(m.label for m in _REGISTRY.values())}")
+
+
+def unregister(name: str) -> None:
+    """Remove a method (tests that register a throwaway method put the registry back with this)."""
+    _REGISTRY.pop(name, None)

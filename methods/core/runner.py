@@ -22,11 +22,11 @@ import torch
 from PIL import Image
 
 from methods.core.backbone import Backbone
-from methods.core.conditions import inputs_summary
 from methods.core.images import compose_grid, text_card
 from methods.core.limits import scrub
 from methods.core.registry import get_method
-from methods.core.spec import Condition, EditInputs, InputError, RunContext
+from methods.core.slots import EditInputs
+from methods.core.spec import Condition, InputError, RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,32 @@ def _format_params(params: dict[str, Any]) -> str:
 
 def _format_info(info: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in info.items())
+
+
+def _summary(value: Any) -> Any:
+    if isinstance(value, Image.Image):
+        return {"size": list(value.size)}
+    return value if isinstance(value, str | int | float) else str(value)
+
+
+def inputs_summary(inputs: EditInputs) -> dict[str, object]:
+    """The non-image inputs of a run (and a summary of its further slots), for the downloadable record."""
+    return {
+        "image_size": list(inputs.image.size) if inputs.image is not None else None,
+        "prompt": inputs.prompt,
+        "source_prompt": inputs.source_prompt,
+        "negative_prompt": inputs.negative_prompt,
+        "has_mask": inputs.mask is not None,
+        "boxes": [dict(phrase=b.phrase, box=b.as_list()) for b in inputs.boxes],
+        "drags": [dict(handle=list(d.handle), target=list(d.target)) for d in inputs.drags],
+        "audio_seconds": inputs.audio.seconds if inputs.audio is not None else None,
+        "source_class": inputs.source_class,
+        "target_class": inputs.target_class,
+        "steps": inputs.steps,
+        "guidance": inputs.guidance,
+        "slots": {name: _summary(value) for name, value in inputs.slot_values.items()},
+        "captions": list(inputs.captions),
+    }
 
 
 def run_comparison(

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 from PIL import Image
 
 from methods.core.limits import InputError, finite_number, shown
+from methods.core.slots import IMAGE, Audio, Box, Drag, EditInputs, Slot
+
+__all__ = ["Audio", "Box", "Drag", "EditInputs", "InputError", "Slot"]  # re-exported: the types a method reads
 
 if TYPE_CHECKING:
     import torch
@@ -136,79 +138,6 @@ def ChoiceParam(name: str, default: str, choices: tuple[str, ...], **kw: Any) ->
     return Param(name, "choice", default, choices=choices, **kw)
 
 
-@dataclass(frozen=True)
-class Box:
-    """A layout box in relative coordinates (0..1) with the phrase that should fill it."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    phrase: str
-
-    def as_list(self) -> list[float]:
-        return [self.x0, self.y0, self.x1, self.y1]
-
-
-@dataclass(frozen=True)
-class Drag:
-    """A handle point to move onto a target point, in pixels of the working image."""
-
-    handle: tuple[int, int]
-    target: tuple[int, int]
-
-
-@dataclass
-class Audio:
-    waveform: np.ndarray  # mono float32 in [-1, 1]
-    sampling_rate: int
-
-    @property
-    def seconds(self) -> float:
-        return len(self.waveform) / float(self.sampling_rate)
-
-
-@dataclass
-class EditInputs:
-    """Everything a tab collects, already normalised to the backbone's working size."""
-
-    image: Image.Image | None = None
-    prompt: str = ""
-    source_prompt: str = ""
-    instruction: str = ""  # for instruction-following methods ("make it winter")
-    negative_prompt: str = ""
-    mask: Image.Image | None = None  # "L", 255 = region to edit
-    control_image: Image.Image | None = None  # pose skeleton, sketch, segmentation map
-    # More condition maps for multi-condition methods, by kind ("pose", "sketch", "segmentation").
-    extra_controls: dict[str, Image.Image] = field(default_factory=dict)
-    reference: Image.Image | None = None
-    boxes: list[Box] = field(default_factory=list)
-    drags: list[Drag] = field(default_factory=list)
-    audio: Audio | None = None
-    source_class: int | None = None
-    target_class: int | None = None
-    steps: int = 20
-    guidance: float = 7.5
-    notes: dict[str, Any] = field(default_factory=dict)  # condition extras (e.g. audio tags)
-
-
-# Human-readable names of the EditInputs fields a method can require.
-REQUIREMENT_TEXT = {
-    "image": "a source image",
-    "prompt": "a target prompt",
-    "source_prompt": "a source prompt (describing the photo)",
-    "instruction": "an instruction (e.g. “make it winter”)",
-    "mask": "a mask (draw or upload the region to edit)",
-    "control_image": "a condition map",
-    "reference": "a reference image",
-    "boxes": "at least one box with a phrase",
-    "drags": "at least one handle → target point pair",
-    "audio": "an audio clip",
-    "source_class": "a source class",
-    "target_class": "a target class",
-}
-
-
 @dataclass
 class MethodOutput:
     image: Image.Image
@@ -246,7 +175,8 @@ class Method:
     summary: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     addons: ClassVar[tuple[str, ...]] = ()
-    requires: ClassVar[tuple[str, ...]] = ("image",)
+    requires: ClassVar[tuple[Slot, ...]] = (IMAGE,)  # without these the method is a "skipped" cell
+    optional: ClassVar[tuple[Slot, ...]] = ()  # read when given (a tab shows their widgets too)
 
     @classmethod
     def describe(cls) -> str:
@@ -264,12 +194,7 @@ class Method:
 
     @classmethod
     def missing_inputs(cls, inputs: EditInputs) -> list[str]:
-        missing = []
-        for field_name in cls.requires:
-            value = getattr(inputs, field_name)
-            if value is None or (isinstance(value, str | list) and not value):
-                missing.append(REQUIREMENT_TEXT.get(field_name, field_name))
-        return missing
+        return [slot.missing for slot in cls.requires if slot.is_missing(inputs[slot])]
 
     @classmethod
     def output_size(cls, size: tuple[int, int], params: dict[str, Any], multiple: int) -> tuple[int, int]:
