@@ -7,11 +7,12 @@ photo. (B) Model fine-tuning: with e_opt fixed, fine-tune the diffusion model on
 reconstructs x from e_opt faithfully. (C) Generation: sample from noise with the fine-tuned model and the
 interpolated embedding e = eta e_tgt + (1 - eta) e_opt; eta trades fidelity to the photo for the edit.
 Here stage B trains a LoRA adapter (peft, via diffusers' ``unet.add_adapter``) instead of all UNet weights,
-and it is removed afterwards, leaving the shared UNet bit-identical. The embedding and the LoRA weights are
-optimised in float32 (the frozen base UNet runs in the backbone's dtype). Each step averages the loss over a
-few stratified timesteps (the same objective as one uniform t, with less noise); the loss on a fixed set of
-(t, noise) probes is reported before and after each stage. Step budgets default to a quick demo with larger
-learning rates; the paper uses 100 embedding steps at lr 1e-3 and 1500 full fine-tuning steps on Imagen.
+and the runner's ``borrowed()`` removes it afterwards, leaving the shared UNet bit-identical. The embedding
+and the LoRA weights are optimised in float32 (the frozen base UNet runs in the backbone's dtype). Each step
+averages the loss over a few stratified timesteps (the same objective as one uniform t, with less noise); the
+loss on a fixed set of (t, noise) probes is reported before and after each stage. Step budgets default to a
+quick demo with larger learning rates; the paper uses 100 embedding steps at lr 1e-3 and 1500 full fine-tuning
+steps on Imagen.
 """
 
 from __future__ import annotations
@@ -200,39 +201,17 @@ def loss_trend(losses: list[float], window: int = 5) -> str:
 
 @contextmanager
 def lora_adapter(unet: Any, rank: int) -> Iterator[list[torch.nn.Parameter]]:
-    """A float32 LoRA on the shared UNet's attention projections, always removed again.
+    """A float32 LoRA on the shared UNet's attention projections, trainable, for the block.
 
-    ``delete_adapters`` leaves peft's wrapper layers in place; when the UNet had no adapter before,
-    ``unload_lora`` swaps the original Linear modules (the same parameter objects) back in, so the module
-    tree, weights and attention processors are exactly as before.
+    The adapter is shared state: the runner's ``borrowed()`` deletes it and swaps the original Linear modules
+    (the same parameter objects) back in, so the module tree, weights, flags and processors are as before.
     """
     from peft import LoraConfig
 
-    had_adapters = bool(getattr(unet, "peft_config", None))
-    active = unet.active_adapters() if had_adapters else []
-    own = vars(unet)
-    flag = ("_hf_peft_config_loaded" in own, own.get("_hf_peft_config_loaded"))
-    processors = dict(unet.attn_processors)
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(LORA_TARGETS))
-    try:
-        unet.add_adapter(config, adapter_name=ADAPTER)
-        parameters = [p for n, p in unet.named_parameters() if f".{ADAPTER}." in n]
-        for parameter in parameters:
-            parameter.data = parameter.data.float()
-            parameter.requires_grad_(True)
-        yield parameters
-    finally:
-        try:
-            if ADAPTER in (getattr(unet, "peft_config", None) or {}):
-                unet.delete_adapters(ADAPTER)
-        finally:
-            if had_adapters:
-                unet.set_adapter(active)
-            else:
-                unet.unload_lora()
-                if flag[0]:
-                    unet._hf_peft_config_loaded = flag[1]
-                else:
-                    own.pop("_hf_peft_config_loaded", None)
-            if dict(unet.attn_processors) != processors:
-                unet.set_attn_processor(dict(processors))
+    unet.add_adapter(config, adapter_name=ADAPTER)
+    parameters = [p for n, p in unet.named_parameters() if f".{ADAPTER}." in n]
+    for parameter in parameters:
+        parameter.data = parameter.data.float()
+        parameter.requires_grad_(True)
+    yield parameters

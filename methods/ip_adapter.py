@@ -13,7 +13,6 @@ to text-to-image generation.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,8 +23,6 @@ from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
-
-logger = logging.getLogger(__name__)
 
 
 @register
@@ -88,25 +85,13 @@ class IPAdapter(Method):
 
 @contextmanager
 def ip_adapter_loaded(pipe: Any, weights: Any, scale: float) -> Iterator[None]:
-    """Load the IP-Adapter into the pipeline's (shared) UNet; always unload and restore the exact state.
+    """Load the IP-Adapter into the pipeline's (shared) UNet for the block.
 
-    ``unload_ip_adapter`` installs *new* default processors and sets the UNet's config attribute
-    ``encoder_hid_dim_type`` to None; we put back the original processor objects, projection and config.
+    It replaces the UNet's attention processors, ``encoder_hid_proj`` and ``config.encoder_hid_dim_type``:
+    shared state, which the runner's ``borrowed()`` puts back (the original objects), also on error.
     """
-    unet = pipe.unet
-    processors = dict(unet.attn_processors)
-    hid_proj, hid_dim_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
-    try:
-        pipe.load_ip_adapter(
-            weights.location, subfolder=weights.subfolder, weight_name=weights.weight_name, image_encoder_folder=None
-        )
-        pipe.set_ip_adapter_scale(scale)
-        yield
-    finally:
-        try:
-            pipe.unload_ip_adapter()
-        except Exception:  # noqa: BLE001 - a half-done load must still be rolled back below
-            logger.exception("unload_ip_adapter failed; restoring the UNet state directly")
-        unet.set_attn_processor(dict(processors))  # diffusers pops from the dict it is given
-        unet.encoder_hid_proj = hid_proj
-        unet.register_to_config(encoder_hid_dim_type=hid_dim_type)
+    pipe.load_ip_adapter(
+        weights.location, subfolder=weights.subfolder, weight_name=weights.weight_name, image_encoder_folder=None
+    )
+    pipe.set_ip_adapter_scale(scale)
+    yield

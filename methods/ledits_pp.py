@@ -84,37 +84,33 @@ class LeditsPP(Method):
         use_cross_attn_mask, use_intersect_mask = MASKS[mask_kind]
 
         pipe = backbone.pipeline(LEditsPPPipelineStableDiffusion, scheduler=ledits_scheduler(backbone.scheduler))
-        unet = pipe.unet
-        processors = dict(unet.attn_processors)  # invert() and __call__ replace them on the shared UNet
         steps = max(1, inputs.steps)
-        try:
-            pipe.invert(
-                image=inputs.image,
-                source_prompt=inputs.source_prompt,
-                source_guidance_scale=params["source_guidance_scale"],
-                num_inversion_steps=steps,
-                skip=params["skip"],
-                generator=ctx.generator,
-            )
-            ctx.report(steps, 2 * steps)
+        # invert() and __call__ replace the shared UNet's attention processors: the runner's borrowed() restores them
+        pipe.invert(
+            image=inputs.image,
+            source_prompt=inputs.source_prompt,
+            source_guidance_scale=params["source_guidance_scale"],
+            num_inversion_steps=steps,
+            skip=params["skip"],
+            generator=ctx.generator,
+        )
+        ctx.report(steps, 2 * steps)
 
-            def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-                ctx.report(steps + step + 1, 2 * steps)
-                return {}
+        def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            ctx.report(steps + step + 1, 2 * steps)
+            return {}
 
-            image = pipe(
-                editing_prompt=concepts,
-                negative_prompt=inputs.negative_prompt or None,
-                reverse_editing_direction=params["reverse_editing_direction"],
-                edit_guidance_scale=params["edit_guidance_scale"],
-                edit_threshold=params["edit_threshold"],
-                use_cross_attn_mask=use_cross_attn_mask,
-                use_intersect_mask=use_intersect_mask,
-                generator=ctx.generator,
-                callback_on_step_end=callback,
-            ).images[0]
-        finally:
-            unet.set_attn_processor(dict(processors))  # diffusers pops from the dict it is given
+        image = pipe(
+            editing_prompt=concepts,
+            negative_prompt=inputs.negative_prompt or None,
+            reverse_editing_direction=params["reverse_editing_direction"],
+            edit_guidance_scale=params["edit_guidance_scale"],
+            edit_threshold=params["edit_threshold"],
+            use_cross_attn_mask=use_cross_attn_mask,
+            use_intersect_mask=use_intersect_mask,
+            generator=ctx.generator,
+            callback_on_step_end=callback,
+        ).images[0]
         extras = [
             (mask_image(mask, image.size), f"implicit mask “{concept}” ({mask_kind}, mean over {steps} steps)")
             for concept, mask in zip(concepts, implicit_masks(pipe), strict=True)

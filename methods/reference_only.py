@@ -92,7 +92,8 @@ def self_attention_layers(unet: Any) -> list[str]:
 
 @contextmanager
 def reference_attention(unet: Any, state: ReferenceState, weight: float) -> Iterator[dict[str, ReferenceAttention]]:
-    """Install the processors and the reference pass on the shared UNet; restore both, also on error."""
+    """Install the processors and the reference pass on the shared UNet for the block. The hook is ours and
+    removed here, also on error; the processors are shared state, put back by the runner's ``borrowed()``."""
     processors = dict(unet.attn_processors)
     order = self_attention_layers(unet)
     installed = {
@@ -123,7 +124,6 @@ def reference_attention(unet: Any, state: ReferenceState, weight: float) -> Iter
         yield installed
     finally:
         handle.remove()
-        unet.set_attn_processor(dict(processors))  # diffusers pops from the dict it is given
 
 
 @register

@@ -8,17 +8,14 @@ noised to a random timestep and the prompt comes from a few neutral templates. T
 behaves like a word: "a photo of <ref>" generates the concept, and prompts can place it in new contexts;
 with a source photo the hub edits it image-to-image (SDEdit) with that prompt. The paper optimises for
 thousands of steps; here a few dozen steps run per request (a demo of the mechanism, not a converged
-embedding). The token is added and removed with diffusers' ``load_textual_inversion`` /
-``unload_textual_inversion``; afterwards the shared tokenizer, embedding matrix (object, shape and values)
-and text-encoder config are put back exactly as they were, also when the run fails.
+embedding). The token is added with diffusers' ``load_textual_inversion``; the runner's ``borrowed()`` then
+puts the shared tokenizer, embedding matrix (object, shape and values) and text-encoder config back exactly
+as they were, also when the run fails.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +40,6 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-
-logger = logging.getLogger(__name__)
 
 TOKEN = "<ref>"
 TEMPLATES = (  # from the paper's object templates
@@ -98,29 +93,29 @@ class TextualInversion(Method):
         latents = encode(pipe, inputs.reference, backbone.size)
         trainer = torch.Generator(device=ctx.generator.device).manual_seed(ctx.seed)  # sampling keeps ctx.generator
         steps, rate = params["train_steps"], params["learning_rate"]
-        with added_token(pipe, TOKEN, init) as token_id:
-            learned = learn_embedding(
-                pipe, latents, token_id, init, steps, rate, trainer, lambda i, _: ctx.report(i, total)
-            )
-            with torch.no_grad():
-                pipe.text_encoder.get_input_embeddings().weight[token_id] = learned.vector.to(init.dtype)
+        token_id = add_token(pipe, TOKEN, init)
+        learned = learn_embedding(
+            pipe, latents, token_id, init, steps, rate, trainer, lambda i, _: ctx.report(i, total)
+        )
+        with torch.no_grad():
+            pipe.text_encoder.get_input_embeddings().weight[token_id] = learned.vector.to(init.dtype)
 
-            def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-                ctx.report(steps + step + 1, total)
-                return {}
+        def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            ctx.report(steps + step + 1, total)
+            return {}
 
-            common = {
-                "prompt": prompt,
-                "negative_prompt": inputs.negative_prompt or None,
-                "num_inference_steps": inputs.steps,
-                "guidance_scale": inputs.guidance,
-                "generator": ctx.generator,
-                "callback_on_step_end": callback,
-            }
-            if edit:
-                image = pipe(image=inputs.image, strength=params["strength"], **common).images[0]
-            else:
-                image = pipe(height=backbone.size, width=backbone.size, **common).images[0]
+        common = {
+            "prompt": prompt,
+            "negative_prompt": inputs.negative_prompt or None,
+            "num_inference_steps": inputs.steps,
+            "guidance_scale": inputs.guidance,
+            "generator": ctx.generator,
+            "callback_on_step_end": callback,
+        }
+        if edit:
+            image = pipe(image=inputs.image, strength=params["strength"], **common).images[0]
+        else:
+            image = pipe(height=backbone.size, width=backbone.size, **common).images[0]
         info = {
             "prompt": prompt,
             "eval loss before": round(learned.eval_before, 6),
@@ -153,54 +148,11 @@ def encode(pipe: Any, reference: Image.Image, size: int) -> torch.Tensor:
     return pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
 
 
-@contextmanager
-def added_token(pipe: Any, token: str, init: torch.Tensor) -> Iterator[int]:
-    """Add ``token`` (diffusers' load_textual_inversion), yield its id; afterwards remove it and restore the
-    tokenizer, the embedding module, its weight and the text encoder's config exactly, also on error.
-
-    transformers' ``resize_token_embeddings`` grows the *shared* embedding module in place (it swaps the
-    weight's ``.data`` for a larger tensor), and ``unload_textual_inversion`` installs a new module over a
-    view of that tensor: both are undone here by putting back the module and its original tensor.
-    """
-    tokenizer, text_encoder = pipe.tokenizer, pipe.text_encoder
-    embeddings, length = text_encoder.get_input_embeddings(), len(tokenizer)
-    weight = embeddings.weight
-    data, rows, padding = weight.data, embeddings.num_embeddings, embeddings.padding_idx
-    text_config = text_encoder.config.get_text_config()
-    vocab_size, had_attribute = text_config.vocab_size, "vocab_size" in vars(text_encoder)
-    old_attribute = vars(text_encoder).get("vocab_size")
-    backend = _vocabulary_state(tokenizer)
-    try:
-        pipe.load_textual_inversion({token: init}, token=token)
-        yield tokenizer.convert_tokens_to_ids(token)
-    finally:
-        try:
-            if token in tokenizer.get_vocab():
-                pipe.unload_textual_inversion(token)
-        except Exception:  # noqa: BLE001 - the exact restore below must still run
-            logger.exception("unload_textual_inversion failed; restoring the tokenizer directly")
-        text_encoder.set_input_embeddings(embeddings)
-        if embeddings.weight is not weight:
-            embeddings.weight = weight
-        weight.data = data
-        embeddings.num_embeddings, embeddings.padding_idx = rows, padding
-        text_config.vocab_size = vocab_size
-        if had_attribute:
-            text_encoder.vocab_size = old_attribute
-        else:
-            vars(text_encoder).pop("vocab_size", None)
-        if backend is not None and (len(tokenizer) != length or _vocabulary_state(tokenizer) != backend):
-            from tokenizers import Tokenizer
-
-            tokenizer._tokenizer = Tokenizer.from_str(json.dumps(backend))
-
-
-def _vocabulary_state(tokenizer: Any) -> dict[str, Any] | None:
-    """The fast tokenizer's definition without the per-call truncation / padding settings."""
-    if not hasattr(tokenizer, "_tokenizer"):
-        return None
-    state = json.loads(tokenizer._tokenizer.to_str())
-    return {key: value for key, value in state.items() if key not in {"truncation", "padding"}}
+def add_token(pipe: Any, token: str, init: torch.Tensor) -> int:
+    """Add ``token`` with embedding ``init`` to the shared tokenizer and text encoder (diffusers'
+    ``load_textual_inversion``); return its id. The runner's ``borrowed()`` removes it again."""
+    pipe.load_textual_inversion({token: init}, token=token)
+    return pipe.tokenizer.convert_tokens_to_ids(token)
 
 
 def learn_embedding(

@@ -97,10 +97,11 @@ def test_shared_unet_bit_identical_after_a_run(backbone) -> None:
     before = snapshot(backbone)
     params = imagic.Imagic.resolve_params({"embedding_steps": 4, "lora_steps": 4})
     ctx = RunContext(backbone, 0, torch.Generator("cpu").manual_seed(0))
-    imagic.Imagic().run(ctx, inputs, params)  # outside the runner's borrowed(): the method cleans up itself
+    with backbone.borrowed():  # without the runner: borrowed() alone cleans up
+        imagic.Imagic().run(ctx, inputs, params)
     assert_clean(backbone, before)
     assert torch.is_grad_enabled()
-    with torch.no_grad():  # it still trains under no_grad, and leaves grad mode off
+    with torch.no_grad(), backbone.borrowed():  # it still trains under no_grad, and leaves grad mode off
         output = imagic.Imagic().run(ctx, inputs, params)
         assert not torch.is_grad_enabled()
     assert trend(output.info["lora_loss"])[0] != trend(output.info["lora_loss"])[1]
@@ -126,7 +127,7 @@ def test_exception_mid_run_leaves_everything_clean(backbone, monkeypatch, stage:
     monkeypatch.setattr(imagic.Reconstruction, "loss", failing)
     before = snapshot(backbone)
     ctx = RunContext(backbone, 0, torch.Generator("cpu").manual_seed(0))
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"), backbone.borrowed():
         imagic.Imagic().run(ctx, inputs, params)
     assert (imagic.ADAPTER in seen_adapters[-1]) == (stage == "lora")  # the raise happened with the LoRA on
     assert_clean(backbone, before)

@@ -105,10 +105,11 @@ def test_state_restored_and_no_leak(backbone: Backbone, photo: Image.Image, refe
     hub(backbone, inputs)
     assert_unet_clean(backbone, processors)
     assert backbone.state_fingerprint() == fingerprint
-    # the method's own layer, without the runner's borrowed()
+    # the method run directly, inside borrowed() (the one owner of restoring) without the runner
     generator = torch.Generator("cpu").manual_seed(SEED)
     ctx = RunContext(backbone=backbone, seed=SEED, generator=generator)
-    IPAdapter().run(ctx, inputs, IPAdapter.resolve_params({}))
+    with backbone.borrowed():
+        IPAdapter().run(ctx, inputs, IPAdapter.resolve_params({}))
     assert_unet_clean(backbone, processors)
     assert backbone.state_fingerprint() == fingerprint
     after_text = run_comparison(backbone, "text", ["sdedit"], text_inputs, seed=SEED).result("sdedit")
@@ -127,7 +128,7 @@ def test_restored_when_the_pipeline_fails(
     monkeypatch.setattr(StableDiffusionImg2ImgPipeline, "__call__", explode)
     ctx = RunContext(backbone=backbone, seed=SEED, generator=torch.Generator("cpu").manual_seed(SEED))
     inputs = EditInputs(image=photo, prompt=PROMPT, reference=references[0], steps=STEPS)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"), backbone.borrowed():
         IPAdapter().run(ctx, inputs, IPAdapter.resolve_params({}))
     assert_unet_clean(backbone, processors)
 

@@ -139,14 +139,15 @@ def test_processors_restored_even_on_error(backbone, monkeypatch) -> None:
     processors, state, weights = dict(unet.attn_processors), backbone.state_fingerprint(), weights_checksum(backbone)
     ctx = RunContext(backbone, SEED, torch.Generator("cpu").manual_seed(SEED))
     params = ledits_pp.LeditsPP.resolve_params(PARAMS)
-    ledits_pp.LeditsPP().run(ctx, inputs, params)  # outside the runner's borrowed(): the method itself restores
+    with backbone.borrowed():  # without the runner: borrowed() alone restores
+        ledits_pp.LeditsPP().run(ctx, inputs, params)
     assert all(unet.attn_processors[name] is p for name, p in processors.items())
 
     def fail(self, *args, **kwargs):
         raise RuntimeError("boom after invert()")
 
     monkeypatch.setattr(LEditsPPPipelineStableDiffusion, "__call__", fail)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"), backbone.borrowed():
         ledits_pp.LeditsPP().run(ctx, inputs, params)
     assert all(unet.attn_processors[name] is p for name, p in processors.items())
     assert backbone.state_fingerprint() == state and weights_checksum(backbone) == weights

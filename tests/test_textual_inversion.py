@@ -12,6 +12,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 import methods.textual_inversion as ti
+from methods.core import borrow
 from methods.core.backbone import Backbone
 from methods.core.examples import example_inputs
 from methods.core.runner import run_comparison
@@ -29,7 +30,7 @@ def text_state(backbone: Backbone) -> dict[str, Any]:
     return {
         "tokenizer_len": len(tokenizer),
         "has_token": TOKEN in tokenizer.get_vocab(),
-        "tokenizer_definition": ti._vocabulary_state(tokenizer),  # without per-call truncation/padding
+        "tokenizer_definition": borrow.vocabulary(tokenizer),  # without per-call truncation/padding
         "ids": tokenizer(f"a photo of {TOKEN}").input_ids,
         "embedding_object": id(embeddings),
         "embedding_shape": tuple(embeddings.weight.shape),
@@ -75,7 +76,8 @@ def test_learnt_vector_moves_and_models_stay_frozen(backbone: Backbone) -> None:
     before, values = text_state(backbone), backbone.text_encoder.get_input_embeddings().weight.clone()
     unet_weights = weights_checksum(backbone)["unet"]
     generator = torch.Generator("cpu").manual_seed(SEED)
-    with ti.added_token(pipe, TOKEN, init) as token_id:
+    with backbone.borrowed():  # the runner's owner of shared state removes the word again
+        token_id = ti.add_token(pipe, TOKEN, init)
         assert len(backbone.tokenizer) == before["tokenizer_len"] + 1
         learned = ti.learn_embedding(pipe, latents, token_id, init, 10, 5e-3, generator)
     assert len(learned.train_losses) == 10 and all(np.isfinite(learned.train_losses))
@@ -131,7 +133,7 @@ def test_text_encoder_restored_when_the_run_raises(
 
         monkeypatch.setattr(torch.optim.Adam, "step", step_then_explode)
     ctx = RunContext(backbone=backbone, seed=SEED, generator=torch.Generator("cpu").manual_seed(SEED))
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"), backbone.borrowed():  # as the runner runs it
         TextualInversion().run(ctx, inputs, TextualInversion.resolve_params({"train_steps": 3}))
     assert_text_encoder_unchanged(backbone, before, values)
     assert torch.is_grad_enabled()

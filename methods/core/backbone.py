@@ -139,6 +139,7 @@ class Backbone:
         # thread while it runs (accelerate's empty-weights context), so a second load in parallel builds its model
         # on the meta device. Re-entrant: a loader may borrow another add-on. Runs and previews share it.
         self._loading = threading.RLock()
+        self._borrows: list[borrow.Borrow] = []
         self.load_log: list[str] = []  # every add-on load, in order (a name twice = it was evicted and reloaded)
         logger.info(
             "backbone %s (%s) on %s/%s in %.1fs",
@@ -225,6 +226,8 @@ class Backbone:
             started = time.perf_counter()
             value = spec.load(self.addon_location(name), spec, self)
             self._addons[name] = value
+            for held in self._borrows:  # loaded inside a borrowed() block: restored with the rest
+                held.adopt({f"addon:{name}:{i}": part for i, part in enumerate(modules_of(value))})
             self.load_log.append(name)
             logger.info(
                 "loaded add-on %s in %.1fs (%.0f MB)", name, time.perf_counter() - started, module_bytes(value) / 2**20
@@ -256,8 +259,12 @@ class Backbone:
     # -- shared state -------------------------------------------------------------------------------
     @contextmanager
     def borrowed(self) -> Iterator[None]:
-        with borrow.borrowed(self.shared_modules(), self.scheduler, self.tokenizer):
-            yield
+        with borrow.borrowed(self.shared_modules(), self.scheduler, self.tokenizer) as held:
+            self._borrows.append(held)
+            try:
+                yield
+            finally:
+                self._borrows.remove(held)
 
     def state_fingerprint(self) -> dict[str, Any]:
         return borrow.shared_state(self.shared_modules(), self.scheduler, self.tokenizer)
