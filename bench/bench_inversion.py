@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from methods.core import inversion  # noqa: E402
 from methods.core.backbone import Backbone  # noqa: E402
 from methods.core.examples import example_inputs  # noqa: E402
+from methods.core.latents import encode_image  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
 
@@ -82,7 +83,7 @@ def main() -> None:
         f"{backbone.device}/{backbone.dtype}; photo {photo.size}, {steps} steps, guidance {guidance}, "
         f"null-text {args.inner_steps} inner steps at lr {args.learning_rate}; median of {args.repeats} after 1 warm-up"
     )
-    latents = inversion.encode_image(backbone, photo)
+    latents = encode_image(backbone, photo)
 
     cases: list[tuple[str, str, dict[str, Any]]] = [
         ("ddim", "ddim", {}),

@@ -31,8 +31,9 @@ import torch  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 
 import methods  # noqa: E402, F401
-from methods.core.attention import AttentionController, sample_branches  # noqa: E402
+from methods.core.attention import AttentionController  # noqa: E402
 from methods.core.backbone import Backbone  # noqa: E402
+from methods.core.branches import sample_branches  # noqa: E402
 from methods.core.examples import example_inputs  # noqa: E402
 from methods.core.inversion import inversion_cache, invert  # noqa: E402
 from methods.core.registry import get_method  # noqa: E402

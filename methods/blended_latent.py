@@ -18,95 +18,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
 from methods.core import masks
 from methods.core.images import mask_overlay
-from methods.core.limits import denoising_steps
+from methods.core.masked_edit import BLD_PAPER, blended_inpaint, finish, mask_params
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
-    BoolParam,
     Condition,
     EditInputs,
-    FloatParam,
     Method,
     MethodOutput,
-    Paper,
-    Param,
     RunContext,
     Strategy,
 )
-
-BLD_PAPER = Paper("Blended Latent Diffusion", 2023, "https://arxiv.org/abs/2206.02779")
-
-
-def mask_params(dilate: float) -> tuple[Param, ...]:
-    """The mask handling every masked method shares: grow the mask, paste the background back, feather."""
-    return (
-        FloatParam(
-            "dilate",
-            dilate,
-            0.0,
-            64.0,
-            step=1.0,
-            label="dilate (px)",
-            help="Grow the mask by this many pixels before it is downsampled 8x to the latent grid.",
-        ),
-        BoolParam("keep_background", True, help="Paste the source back outside the (dilated) mask, in pixels."),
-        FloatParam(
-            "feather",
-            4.0,
-            0.0,
-            32.0,
-            step=1.0,
-            label="feather (px)",
-            help="Soft seam of the paste-back, inside the mask; outside it the source is kept exactly.",
-        ),
-    )
-
-
-def blended_inpaint(
-    ctx: RunContext,
-    image: Image.Image,
-    mask: Image.Image,
-    prompt: str,
-    negative_prompt: str,
-    steps: int,
-    guidance: float,
-    strength: float,
-) -> Image.Image:
-    """One call of the inpainting pipeline with the *base* UNet: latent blending outside ``mask``."""
-    denoising_steps(steps, strength)
-    pipe = ctx.backbone.pipeline(StableDiffusionInpaintPipeline)  # the shared 4-channel UNet
-    width, height = image.size
-    return pipe(
-        prompt=prompt,
-        negative_prompt=negative_prompt or None,
-        image=image,
-        mask_image=mask,
-        height=height,
-        width=width,
-        strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=ctx.generator,
-        callback_on_step_end=ctx.diffusers_callback(denoising_steps(steps, strength)),
-    ).images[0]
 
 
 def latent_grid_picture(image: Image.Image, mask: Image.Image, factor: int) -> Image.Image:
     """The source with the mask as the latents see it (nearest-downsampled by ``factor``) in red."""
     grid = masks.latent_mask(mask, (image.height // factor, image.width // factor))[0, 0].numpy() > 0.5
     return mask_overlay(image, masks.from_bool(grid).resize(image.size, Image.Resampling.NEAREST))
-
-
-def finish(inputs: EditInputs, result: Image.Image, mask: Image.Image, params: dict[str, Any]) -> Image.Image:
-    """The optional pixel paste-back of the background, shared by the masked methods."""
-    if not params["keep_background"]:
-        return result
-    return masks.paste_back(inputs.image, result, mask, params["feather"])
 
 
 @register
@@ -123,16 +55,7 @@ class BlendedLatentDiffusion(Method):
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])
-        result = blended_inpaint(
-            ctx,
-            inputs.image,
-            mask,
-            inputs.prompt,
-            inputs.negative_prompt,
-            inputs.steps,
-            inputs.guidance,
-            1.0,
-        )
+        result = blended_inpaint(ctx, inputs, inputs.image, mask, 1.0)
         picture = latent_grid_picture(inputs.image, mask, ctx.backbone.vae_scale_factor)
         return MethodOutput(
             finish(inputs, result, mask, params),

@@ -28,7 +28,7 @@ from PIL import Image
 
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
-from methods.core.inversion import decode_latents, encode_image
+from methods.core.latents import decode_latents, encode_image
 from methods.core.registry import register
 from methods.core.slots import IMAGE, SOURCE_CLASS, TARGET_CLASS
 from methods.core.spec import (

@@ -21,6 +21,7 @@ import numpy as np
 from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
 from PIL import Image
 
+from methods.core.denoise import denoise
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, SOURCE_PROMPT
@@ -104,17 +105,16 @@ class DiffEdit(Method):
         ).latents
 
         # 3. decode with the target prompt, keeping the encoded latents outside the mask
-        image = pipe(
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
+        image = denoise(
+            pipe,
+            ctx,
+            inputs,
+            done=1 + encoded,
+            total=total,
             mask_image=mask,
             image_latents=latents,
             inpaint_strength=params["inpaint_strength"],
-            num_inference_steps=steps,
-            guidance_scale=inputs.guidance,
-            generator=ctx.generator,
-            callback=lambda step, t, z: ctx.report(2 + encoded + step, total),
-        ).images[0]
+        )
         coverage = float(mask.mean())
         shown = Image.fromarray((mask[0] * 255).astype(np.uint8)).resize(image.size, Image.Resampling.NEAREST)
         extras = [(shown, f"automatic mask ({coverage:.0%} of the latent grid)")]

@@ -23,6 +23,7 @@ from diffusers import StableDiffusionGLIGENPipeline
 from diffusers.models.attention import GatedSelfAttentionDense
 from PIL import Image
 
+from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -110,20 +111,17 @@ class GLIGEN(Method):
 
         # 4. denoise; the fuser (gated attention) switches are put back afterwards
         with fusers_kept(unet):
-            image = pipe(
+            image = denoise(
+                pipe,
+                ctx,
+                inputs,
                 prompt=prompt,
-                negative_prompt=inputs.negative_prompt or None,
-                height=height,
-                width=width,
+                size=(width, height),
                 gligen_phrases=phrases,
                 gligen_boxes=[box.as_list() for box in boxes],
                 gligen_inpaint_image=source if edit else None,
                 gligen_scheduled_sampling_beta=params["gligen_scheduled_sampling_beta"],
-                num_inference_steps=inputs.steps,
-                guidance_scale=inputs.guidance,
-                generator=ctx.generator,
-                callback=lambda step, timestep, latents: ctx.report(step + 1, inputs.steps),
-            ).images[0]
+            )
         if image.size != size:
             image = image.resize(size, Image.Resampling.LANCZOS)
         info["grounded steps"] = f"{int(params['gligen_scheduled_sampling_beta'] * inputs.steps)}/{inputs.steps}"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-from methods.core.inversion import encode_image, encode_prompt
+from methods.core.latents import encode_image, encode_prompt
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (

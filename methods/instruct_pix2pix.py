@@ -16,6 +16,7 @@ from typing import Any
 
 from diffusers import StableDiffusionInstructPix2PixPipeline
 
+from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import IMAGE, INSTRUCTION, NEGATIVE_PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
@@ -48,14 +49,12 @@ class InstructPix2Pix(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("instruct_pix2pix_unet")
         pipe = ctx.backbone.pipeline(StableDiffusionInstructPix2PixPipeline, unet=unet)
-        image = pipe(
+        image = denoise(
+            pipe,
+            ctx,
+            inputs,
             prompt=inputs.instruction,
             image=inputs.image,
-            negative_prompt=inputs.negative_prompt or None,
-            num_inference_steps=inputs.steps,
-            guidance_scale=inputs.guidance,
             image_guidance_scale=params["image_guidance_scale"],
-            generator=ctx.generator,
-            callback_on_step_end=ctx.diffusers_callback(inputs.steps),
-        ).images[0]
+        )
         return MethodOutput(image)

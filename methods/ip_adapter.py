@@ -19,7 +19,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
-from methods.core.limits import denoising_steps
+from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
@@ -58,27 +58,19 @@ class IPAdapter(Method):
             StableDiffusionImg2ImgPipeline if edit else StableDiffusionPipeline,
             image_encoder=ctx.backbone.addon("ip_adapter_image_encoder"),
         )
-        common = {
-            "prompt": inputs.prompt,
-            "negative_prompt": inputs.negative_prompt or None,
-            "ip_adapter_image": inputs.reference,
-            "num_inference_steps": inputs.steps,
-            "guidance_scale": inputs.guidance,
-            "generator": ctx.generator,
-        }
         with ip_adapter_loaded(pipe, ctx.backbone.addon("ip_adapter"), params["ip_adapter_scale"]):
             if edit:
-                total = denoising_steps(inputs.steps, params["strength"])
-                image = pipe(
-                    image=inputs.image,
+                image = denoise(
+                    pipe,
+                    ctx,
+                    inputs,
                     strength=params["strength"],
-                    callback_on_step_end=ctx.diffusers_callback(total),
-                    **common,
-                ).images[0]
+                    image=inputs.image,
+                    ip_adapter_image=inputs.reference,
+                )
             else:
-                size = ctx.backbone.size
-                callback = ctx.diffusers_callback(inputs.steps)
-                image = pipe(height=size, width=size, callback_on_step_end=callback, **common).images[0]
+                size = (ctx.backbone.size, ctx.backbone.size)
+                image = denoise(pipe, ctx, inputs, size=size, ip_adapter_image=inputs.reference)
         info = {} if edit else {"mode": "no source image: text-to-image with the reference (strength unused)"}
         return MethodOutput(image, info)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from diffusers import StableDiffusionInpaintPipeline
 
-from methods.core.limits import denoising_steps
+from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import (
@@ -78,22 +78,17 @@ class IPAdapterInpaint(Method):
         if params["unet"] == INPAINTING:
             components["unet"] = ctx.backbone.addon("inpaint_unet")
         pipe = ctx.backbone.pipeline(StableDiffusionInpaintPipeline, **components)
-        width, height = inputs.image.size
         with ip_adapter_loaded(pipe, ctx.backbone.addon("ip_adapter"), params["ip_adapter_scale"]):
-            image = pipe(
-                prompt=inputs.prompt,
-                negative_prompt=inputs.negative_prompt or None,
+            image = denoise(
+                pipe,
+                ctx,
+                inputs,
+                strength=params["strength"],
+                size=inputs.image.size,
                 image=inputs.image,
                 mask_image=inputs.mask,
                 ip_adapter_image=inputs.reference,
-                height=height,
-                width=width,
-                strength=params["strength"],
-                num_inference_steps=inputs.steps,
-                guidance_scale=inputs.guidance,
-                generator=ctx.generator,
-                callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, params["strength"])),
-            ).images[0]
+            )
         if params["keep_unmasked"]:
             image = pipe.image_processor.apply_overlay(inputs.mask, inputs.image, image)
         return MethodOutput(image)

@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from methods.core.attention import AttentionController, Site, attend, edit_photo, source_for_both, steps_until
-from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS, decode_latents
+from methods.core.attention import AttentionController, Site, attend, source_for_both, steps_until
+from methods.core.branches import run_controller
+from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS
 from methods.core.registry import register
 from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
@@ -88,22 +89,6 @@ class MasaCtrl(Method):
     optional = (SOURCE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        backbone = ctx.backbone
         controller = MutualSelfAttention(inputs.steps, params["start_step"], params["start_layer"])
-        edit = edit_photo(
-            ctx,
-            inputs.image,
-            inputs.source_prompt,
-            inputs.prompt,
-            inputs.steps,
-            inputs.guidance,
-            controller,
-            inversion=params["inversion"],
-        )
-        info = {
-            "inversion": params["inversion"],
-            "source reconstruction error": round(edit.reconstruction_error, 4),
-            "mutual self-attention from step": controller.start,
-        }
-        extras = [(decode_latents(backbone, edit.source), "source reconstruction (inversion, no edit)")]
-        return MethodOutput(decode_latents(backbone, edit.target), info=info, extras=extras)
+        info = {"mutual self-attention from step": controller.start}
+        return run_controller(ctx, inputs, controller, params["inversion"], info=info)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from methods.blended_latent import blended_inpaint, finish, mask_params
 from methods.core import masks
+from methods.core.masked_edit import blended_inpaint, finish, mask_params
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
@@ -42,14 +42,5 @@ class MaskedSDEdit(Method):
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])
-        result = blended_inpaint(
-            ctx,
-            inputs.image,
-            mask,
-            inputs.prompt,
-            inputs.negative_prompt,
-            inputs.steps,
-            inputs.guidance,
-            params["strength"],
-        )
+        result = blended_inpaint(ctx, inputs, inputs.image, mask, params["strength"])
         return MethodOutput(finish(inputs, result, mask, params))

@@ -26,9 +26,10 @@ import numpy as np
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
-from methods.blended_latent import BLD_PAPER, blended_inpaint
+from methods.core.denoise import denoise
 from methods.core.images import mask_overlay
 from methods.core.limits import denoising_steps
+from methods.core.masked_edit import BLD_PAPER, blended_inpaint
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -151,19 +152,7 @@ class OutpaintInpaintUNet(_Outpainting):
         self, ctx: RunContext, inputs: EditInputs, canvas: Image.Image, mask: Image.Image, strength: float
     ) -> Image.Image:
         pipe = ctx.backbone.pipeline(StableDiffusionInpaintPipeline, unet=ctx.backbone.addon("inpaint_unet"))
-        return pipe(
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
-            image=canvas,
-            mask_image=mask,
-            height=canvas.height,
-            width=canvas.width,
-            strength=strength,
-            num_inference_steps=inputs.steps,
-            guidance_scale=inputs.guidance,
-            generator=ctx.generator,
-            callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, strength)),
-        ).images[0]
+        return denoise(pipe, ctx, inputs, strength=strength, size=canvas.size, image=canvas, mask_image=mask)
 
 
 @register
@@ -177,6 +166,4 @@ class OutpaintBlendedLatent(_Outpainting):
     def generate(
         self, ctx: RunContext, inputs: EditInputs, canvas: Image.Image, mask: Image.Image, strength: float
     ) -> Image.Image:
-        return blended_inpaint(
-            ctx, canvas, mask, inputs.prompt, inputs.negative_prompt, inputs.steps, inputs.guidance, strength
-        )
+        return blended_inpaint(ctx, inputs, canvas, mask, strength)

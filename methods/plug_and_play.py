@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from methods.core.attention import AttentionController, Site, attend, edit_photo, source_for_both, steps_until
-from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS, decode_latents
+from methods.core.attention import AttentionController, Site, attend, source_for_both, steps_until
+from methods.core.branches import run_controller
+from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS
 from methods.core.registry import register
 from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
@@ -84,22 +85,6 @@ class PlugAndPlay(Method):
     optional = (SOURCE_PROMPT,)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        backbone = ctx.backbone
         controller = PlugAndPlayController(inputs.steps, params["feature_injection"], params["attention_injection"])
-        edit = edit_photo(
-            ctx,
-            inputs.image,
-            inputs.source_prompt,
-            inputs.prompt,
-            inputs.steps,
-            inputs.guidance,
-            controller,
-            inversion=params["inversion"],
-        )
-        info = {
-            "inversion": params["inversion"],
-            "source reconstruction error": round(edit.reconstruction_error, 4),
-            "injected steps (features/attention)": f"{controller.features_until}/{controller.attention_until}",
-        }
-        extras = [(decode_latents(backbone, edit.source), "source reconstruction (inversion, no edit)")]
-        return MethodOutput(decode_latents(backbone, edit.target), info=info, extras=extras)
+        info = {"injected steps (features/attention)": f"{controller.features_until}/{controller.attention_until}"}
+        return run_controller(ctx, inputs, controller, params["inversion"], info=info)

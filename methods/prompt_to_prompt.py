@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from methods.core.attention import AttentionController, Site, attend, attention_probs, edit_photo, steps_until
+from methods.core.attention import AttentionController, Site, attend, attention_probs, steps_until
+from methods.core.branches import BranchEdit, run_controller
 from methods.core.images import mask_overlay
-from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS, decode_latents
+from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS
 from methods.core.registry import register
 from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
 from methods.core.spec import (
@@ -41,36 +41,11 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
+from methods.core.words import Words, positions, prompt_words, word_set
 
 EDIT_MODES = ("refine", "replace", "reweight")
 SELF_REPLACE_MAX_TOKENS = 16 * 16  # P2P replaces self-attention only in layers of at most 16x16 tokens
 BLEND_START = 0.2  # local blending starts after this fraction of the steps (P2P: 0.2)
-
-Words = list[tuple[str, list[int]]]  # (normalised word, its token positions in the padded prompt; BOS = 0)
-
-
-def normalise(word: str) -> str:
-    return re.sub(r"[^\w]", "", word.lower())
-
-
-def word_set(text: str) -> set[str]:
-    """The words of a comma- or space-separated list, normalised."""
-    return {normalise(w) for w in re.split(r"[,\s]+", text) if normalise(w)}
-
-
-def prompt_words(tokenizer: Any, prompt: str) -> tuple[Words, int]:
-    """The prompt's words with their token positions, and the position of its end-of-text token."""
-    limit = tokenizer.model_max_length - 1  # the last slot always holds end-of-text
-    words, position = [], 1
-    for word in prompt.split():
-        count = len(tokenizer(word, add_special_tokens=False).input_ids)
-        words.append((normalise(word), [p for p in range(position, position + count) if p < limit]))
-        position += count
-    return words, min(position, limit)
-
-
-def positions(words: Words, chosen: set[str]) -> list[int]:
-    return [p for word, places in words if word in chosen for p in places]
 
 
 def token_mapper(source: tuple[Words, int], target: tuple[Words, int], mode: str, length: int) -> torch.Tensor:
@@ -245,34 +220,19 @@ class PromptToPrompt(Method):
         return params["inversion"], {}
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
-        backbone = ctx.backbone
-        controller, blend = plan(backbone.tokenizer, inputs, params)
+        controller, blend = plan(ctx.backbone.tokenizer, inputs, params)
         kind, options = self.inversion_setting(params)
-        edit = edit_photo(
-            ctx,
-            inputs.image,
-            inputs.source_prompt,
-            inputs.prompt,
-            inputs.steps,
-            inputs.guidance,
-            controller,
-            inversion=kind,
-            inversion_options=options,
-            step_hook=blend,
+        words, _ = prompt_words(ctx.backbone.tokenizer, inputs.prompt)
+
+        def extras(edit: BranchEdit, output: Image.Image) -> list[tuple[Image.Image, str]]:
+            strip = attention_strip(controller, words, tuple(edit.target.shape[-2:]))
+            cells = [(strip, "cross-attention maps of the target words")]
+            if blend is not None and blend.mask is not None:
+                mask = Image.fromarray((blend.mask[0, 0].cpu().numpy() * 255).astype(np.uint8), "L")
+                cells.append((mask_overlay(output, mask.resize(output.size)), "local-blend region"))
+            return cells
+
+        info = {"attention replaced (cross/self steps)": f"{controller.cross_until}/{controller.self_until}"}
+        return run_controller(
+            ctx, inputs, controller, kind, inversion_options=options, step_hook=blend, info=info, extras=extras
         )
-        output = decode_latents(backbone, edit.target)
-        latent_size = tuple(edit.target.shape[-2:])
-        words, _ = prompt_words(backbone.tokenizer, inputs.prompt)
-        extras = [
-            (decode_latents(backbone, edit.source), "source reconstruction (inversion, no edit)"),
-            (attention_strip(controller, words, latent_size), "cross-attention maps of the target words"),
-        ]
-        if blend is not None and blend.mask is not None:
-            mask = Image.fromarray((blend.mask[0, 0].cpu().numpy() * 255).astype(np.uint8), "L")
-            extras.append((mask_overlay(output, mask.resize(output.size)), "local-blend region"))
-        info = {
-            "inversion": kind,
-            "source reconstruction error": round(edit.reconstruction_error, 4),
-            "attention replaced (cross/self steps)": f"{controller.cross_until}/{controller.self_until}",
-        }
-        return MethodOutput(output, info=info, extras=extras)

@@ -24,7 +24,8 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
-from methods.core.limits import denoising_steps
+from methods.core.denoise import denoise
+from methods.core.latents import encode_image
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
@@ -164,37 +165,25 @@ class ReferenceOnly(Method):
         pipe = backbone.pipeline(StableDiffusionImg2ImgPipeline if edit else StableDiffusionPipeline)
         width, height = inputs.image.size if edit else (backbone.size, backbone.size)
         state = ReferenceState(
-            latents=encode_reference(pipe, inputs.reference, (width, height)),
+            latents=encode_reference(backbone, inputs.reference, (width, height)),
             scheduler=backbone.scheduler_copy(),
             generator=torch.Generator(device=ctx.generator.device).manual_seed(ctx.seed + 1),
             style_fidelity=params["style_fidelity"],
             guided=inputs.guidance > 1.0,
         )
-        common = {
-            "prompt": inputs.prompt,
-            "negative_prompt": inputs.negative_prompt or None,
-            "num_inference_steps": inputs.steps,
-            "guidance_scale": inputs.guidance,
-            "generator": ctx.generator,
-        }
         with reference_attention(backbone.unet, state, params["attention_weight"]) as installed:
             if edit:
-                total = denoising_steps(inputs.steps, params["strength"])
-                callback = ctx.diffusers_callback(total)
-                image = pipe(image=inputs.image, strength=params["strength"], callback_on_step_end=callback, **common)
+                image = denoise(pipe, ctx, inputs, strength=params["strength"], image=inputs.image)
             else:
-                callback = ctx.diffusers_callback(inputs.steps)
-                image = pipe(height=height, width=width, callback_on_step_end=callback, **common)
+                image = denoise(pipe, ctx, inputs, size=(width, height))
         reading = sum(p.reads for p in installed.values())
         info = {"layers reading the reference": f"{reading}/{len(installed)}"}
         if not edit:
             info["mode"] = "no source image: text-to-image (strength unused)"
-        return MethodOutput(image.images[0], info)
+        return MethodOutput(image, info)
 
 
-@torch.no_grad()
-def encode_reference(pipe: Any, reference: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+def encode_reference(backbone: Any, reference: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     """The reference, centre-cropped and resized to the target's size, as a VAE latent (distribution mode)."""
     fitted = ImageOps.fit(reference.convert("RGB"), size, Image.Resampling.LANCZOS)
-    pixels = pipe.image_processor.preprocess(fitted).to(pipe.vae.device, pipe.vae.dtype)
-    return pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+    return encode_image(backbone, fitted, backbone.dtype)

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 from diffusers import RePaintScheduler, StableDiffusionPipeline
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from methods.blended_latent import finish, mask_params
 from methods.core import masks
+from methods.core.latents import decode_latents, encode_image
+from methods.core.masked_edit import finish, mask_params
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -78,8 +78,7 @@ def repaint_latents(
     cond, uncond = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt or None)
     embeds = torch.cat([uncond, cond]) if cfg else cond
     # 2. the known region: the source latent and the latent-grid mask (1 = keep)
-    pixels = pipe.image_processor.preprocess(image).to(device=device, dtype=dtype)
-    source = retrieve_latents(pipe.vae.encode(pixels), sample_mode="argmax") * pipe.vae.config.scaling_factor
+    source = encode_image(backbone, image, dtype)
     known = 1.0 - masks.latent_mask(mask, tuple(source.shape[-2:]), device, dtype)
     # 3. the RePaint loop (as in diffusers' RePaintPipeline): down = reverse step, up = re-noise
     latents = randn_tensor(source.shape, generator=ctx.generator, device=device, dtype=dtype)
@@ -140,13 +139,6 @@ class RePaint(Method):
             params["resamples"],
             params["eta"],
         )
-        result = decode(ctx, run.latents)
+        result = decode_latents(ctx.backbone, run.latents)
         info = {"model calls": run.model_calls, "jump length used": run.jump_length}
         return MethodOutput(finish(inputs, result, mask, params), info=info)
-
-
-@torch.no_grad()
-def decode(ctx: RunContext, latents: torch.Tensor) -> Image.Image:
-    pipe = ctx.backbone.pipeline(StableDiffusionPipeline)
-    pixels = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline
 
-from methods.core.limits import denoising_steps
+from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, Paper, RunContext, Strategy
@@ -41,13 +41,4 @@ class SDEdit(Method):
 
 def sdedit(pipe: Any, ctx: RunContext, inputs: EditInputs, prompt: str, strength: float) -> Any:
     """One img2img call with the hub's shared inputs (also used by the audio method)."""
-    return pipe(
-        prompt=prompt,
-        image=inputs.image,
-        strength=strength,
-        num_inference_steps=inputs.steps,
-        guidance_scale=inputs.guidance,
-        negative_prompt=inputs.negative_prompt or None,
-        generator=ctx.generator,
-        callback_on_step_end=ctx.diffusers_callback(denoising_steps(inputs.steps, strength)),
-    ).images[0]
+    return denoise(pipe, ctx, inputs, prompt=prompt, strength=strength, image=inputs.image)

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
+from methods.core.denoise import denoise
+from methods.core.latents import encode_image
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT, REFERENCE
@@ -90,7 +92,7 @@ class TextualInversion(Method):
         prompt = target_prompt(inputs.prompt)
         sampling = denoising_steps(inputs.steps, params["strength"]) if edit else inputs.steps
         total = params["train_steps"] + sampling
-        latents = encode(pipe, inputs.reference, backbone.size)
+        latents = encode(backbone, inputs.reference)
         trainer = torch.Generator(device=ctx.generator.device).manual_seed(ctx.seed)  # sampling keeps ctx.generator
         steps, rate = params["train_steps"], params["learning_rate"]
         token_id = add_token(pipe, TOKEN, init)
@@ -99,23 +101,11 @@ class TextualInversion(Method):
         )
         with torch.no_grad():
             pipe.text_encoder.get_input_embeddings().weight[token_id] = learned.vector.to(init.dtype)
-
-        def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            ctx.report(steps + step + 1, total)
-            return {}
-
-        common = {
-            "prompt": prompt,
-            "negative_prompt": inputs.negative_prompt or None,
-            "num_inference_steps": inputs.steps,
-            "guidance_scale": inputs.guidance,
-            "generator": ctx.generator,
-            "callback_on_step_end": callback,
-        }
+        progress = {"prompt": prompt, "done": steps, "total": total}
         if edit:
-            image = pipe(image=inputs.image, strength=params["strength"], **common).images[0]
+            image = denoise(pipe, ctx, inputs, strength=params["strength"], image=inputs.image, **progress)
         else:
-            image = pipe(height=backbone.size, width=backbone.size, **common).images[0]
+            image = denoise(pipe, ctx, inputs, size=(backbone.size, backbone.size), **progress)
         info = {
             "prompt": prompt,
             "eval loss before": round(learned.eval_before, 6),
@@ -140,12 +130,10 @@ def init_embedding(pipe: Any, word: str) -> torch.Tensor:
         return pipe.text_encoder.get_input_embeddings().weight[ids].mean(dim=0).clone()
 
 
-@torch.no_grad()
-def encode(pipe: Any, reference: Image.Image, size: int) -> torch.Tensor:
+def encode(backbone: Any, reference: Image.Image) -> torch.Tensor:
     """The reference, centre-cropped to a square at the model's resolution, as a VAE latent (mode)."""
-    square = ImageOps.fit(reference.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
-    pixels = pipe.image_processor.preprocess(square).to(pipe.vae.device, pipe.vae.dtype)
-    return pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+    square = ImageOps.fit(reference.convert("RGB"), (backbone.size, backbone.size), Image.Resampling.LANCZOS)
+    return encode_image(backbone, square, backbone.dtype)
 
 
 def add_token(pipe: Any, token: str, init: torch.Tensor) -> int:

@@ -13,9 +13,10 @@ from methods.core.attention import (
     attention_probs,
     attention_sites,
     controlled,
-    sample_branches,
 )
-from methods.core.inversion import encode_prompt, invert
+from methods.core.branches import sample_branches
+from methods.core.inversion import invert
+from methods.core.latents import encode_prompt
 
 
 @pytest.fixture(scope="module")

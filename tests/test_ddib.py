@@ -12,7 +12,7 @@ from diffusers import DDIMScheduler
 import methods.ddib_dit  # noqa: F401  (registers the method)
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
-from methods.core.inversion import decode_latents, encode_image
+from methods.core.latents import decode_latents, encode_image
 from methods.core.runner import run_comparison
 from methods.core.spec import EditInputs, InputError
 from methods.ddib_dit import ddim_invert, ddim_sample

@@ -11,7 +11,7 @@ import torch
 from PIL import ImageFilter
 
 import methods.drag_diffusion as drag_diffusion  # noqa: F401  (registers the method)
-from methods.core.inversion import decode_latents, encode_image
+from methods.core.latents import decode_latents, encode_image
 from methods.core.runner import run_comparison
 from methods.core.spec import Drag, EditInputs, InputError, RunContext
 from tests.conftest import center_mask

@@ -9,18 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.core import inversion
+from methods.core import ddim as ddim_module
+from methods.core import inversion, null_text
 from methods.core.backbone import Backbone
-from methods.core.inversion import (
-    INVERSION_KINDS,
-    InversionCache,
-    ddim_invert,
-    ddim_sample,
-    encode_image,
-    encode_prompt,
-    invert,
-    reconstruct,
-)
+from methods.core.ddim import ddim_invert, ddim_sample
+from methods.core.inversion import INVERSION_KINDS, invert, reconstruct
+from methods.core.inversion_cache import InversionCache
+from methods.core.latents import encode_image, encode_prompt, predict_noise
 from tests.conftest import tiny_settings
 from tests.helpers import weights_checksum
 
@@ -52,7 +47,7 @@ def test_inverse_and_forward_schedulers_match_exactly(backbone, source, monkeypa
     def fixed_noise(backbone, x, t, *args, **kwargs) -> torch.Tensor:
         return torch.randn(x.shape, generator=torch.Generator().manual_seed(int(t)))
 
-    monkeypatch.setattr(inversion, "predict_noise", fixed_noise)
+    monkeypatch.setattr(ddim_module, "predict_noise", fixed_noise)
     trajectory = ddim_invert(backbone, latents, cond, STEPS)
     assert len(trajectory) == STEPS + 1 and torch.equal(trajectory[0], latents)
     assert relative_error(ddim_sample(backbone, trajectory[-1], cond, STEPS, STEPS), latents) < 1e-5
@@ -201,7 +196,7 @@ def test_embeddings_and_corrections_follow_the_documented_convention(backbone, p
     assert all(inv.trajectory[1] is ddim.trajectory[1] for inv in (nt, npi, direct))  # one shared pivot
     assert ddim.guidance == GUIDANCE and cache.stats()["ddim"][0] >= 3
     # sampling_schedule pairs: the step at index i leaves level i; same timesteps as ddim_sample's
-    scheduler, pairs = inversion.sampling_schedule(backbone, 4, 3)
+    scheduler, pairs = ddim_module.sampling_schedule(backbone, 4, 3)
     assert [i for i, _ in pairs] == [3, 2, 1] and torch.equal(
         torch.stack([t for _, t in pairs]), scheduler.timesteps[1:]
     )
@@ -298,15 +293,15 @@ def test_float16_loss_scale_keeps_small_losses_falling(backbone, photo, monkeypa
     def drop(bb: Backbone) -> float:
         pivot = invert(bb, photo, PROMPT, 1, GUIDANCE, "ddim")
         cond, uncond, x_1 = pivot.prompt_embeds, pivot.negative_embeds, pivot.trajectory[1]
-        scheduler, [(_, t)] = inversion.sampling_schedule(bb, 1)
-        landed = scheduler.step(inversion.predict_noise(bb, x_1, t, cond, GUIDANCE, uncond), t, x_1).prev_sample
+        scheduler, [(_, t)] = ddim_module.sampling_schedule(bb, 1)
+        landed = scheduler.step(predict_noise(bb, x_1, t, cond, GUIDANCE, uncond), t, x_1).prev_sample
         target = landed + 1e-2 * torch.randn(landed.shape, generator=torch.Generator().manual_seed(0))
-        options = inversion.NullTextOptions(inner_steps=5, early_stop=False)
-        _, report = inversion.null_text_optimise(bb, (target, x_1), cond, uncond, 1, GUIDANCE, options)
+        options = null_text.NullTextOptions(inner_steps=5, early_stop=False)
+        _, report = null_text.null_text_optimise(bb, (target, x_1), cond, uncond, 1, GUIDANCE, options)
         assert 0.5e-4 < report["initial_loss"][0] < 2e-4
         return report["initial_loss"][0] - report["final_loss"][0]
 
     reference, scaled = drop(backbone), drop(half)
-    monkeypatch.setattr(inversion, "FP16_LOSS_SCALE", 1.0)
+    monkeypatch.setattr(null_text, "FP16_LOSS_SCALE", 1.0)
     unscaled = drop(half)
     assert scaled > 0.7 * reference and unscaled < 0.5 * reference, (reference, scaled, unscaled)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.core.attention import AttentionController, Site, attend, attention_probs, edit_photo
+from methods.core.attention import AttentionController, Site, attend, attention_probs
+from methods.core.branches import edit_photo
 from methods.core.examples import example_inputs
 from methods.core.inversion import reconstruct
 from methods.core.runner import run_comparison

@@ -8,12 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.core.attention import AttentionController, edit_photo
+from methods.core.attention import AttentionController
+from methods.core.branches import edit_photo
 from methods.core.examples import example_inputs
 from methods.core.inversion import INVERSION_KINDS, reconstruct
 from methods.core.runner import run_comparison
 from methods.core.spec import InputError, RunContext
-from methods.prompt_to_prompt import PromptToPrompt, plan, prompt_words, token_mapper
+from methods.core.words import prompt_words
+from methods.prompt_to_prompt import PromptToPrompt, plan, token_mapper
 
 STEPS = 4
 

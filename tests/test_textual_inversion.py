@@ -71,7 +71,7 @@ def test_loss_falls_and_only_the_new_word_is_trained(backbone: Backbone) -> None
 def test_learnt_vector_moves_and_models_stay_frozen(backbone: Backbone) -> None:
     pipe = backbone.pipeline(StableDiffusionPipeline)
     inputs = example_inputs("reference", backbone)
-    latents = ti.encode(pipe, inputs.reference, backbone.size)
+    latents = ti.encode(backbone, inputs.reference)
     init = ti.init_embedding(pipe, "object")
     before, values = text_state(backbone), backbone.text_encoder.get_input_embeddings().weight.clone()
     unet_weights = weights_checksum(backbone)["unet"]

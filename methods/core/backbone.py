@@ -213,7 +213,7 @@ class Backbone:
         if name in self.settings.addon_overrides:
             return self.settings.addon_overrides[name]
         if self.profile.is_tiny:
-            return str(tiny.ensure_built(self.settings.cache_dir, f"addons/{name}", spec.build_tiny))
+            return str(tiny.ensure_built(self.settings.cache_dir, f"addons/{name}", spec.build))
         return spec.repo
 
     def addon(self, name: str) -> Any:

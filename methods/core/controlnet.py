@@ -17,6 +17,7 @@ from diffusers import (
     StableDiffusionControlNetPipeline,
 )
 
+from methods.core.denoise import progress, run_settings
 from methods.core.limits import denoising_steps
 from methods.core.spec import EditInputs, FloatParam, MethodOutput, Paper, RunContext
 
@@ -38,16 +39,12 @@ def _control_kwargs(
     """The keyword arguments every ControlNet pipeline call shares (prompt, steps, guidance, control window)."""
     width, height = size
     return {
-        "prompt": inputs.prompt,
-        "negative_prompt": inputs.negative_prompt or None,
-        "num_inference_steps": inputs.steps,
-        "guidance_scale": inputs.guidance,
+        **run_settings(ctx, inputs),
         "controlnet_conditioning_scale": scale,
         "control_guidance_start": params["control_start"],
         "control_guidance_end": max(params["control_end"], params["control_start"]),
         "height": height,
         "width": width,
-        "generator": ctx.generator,
     }
 
 
@@ -104,7 +101,7 @@ def controlnet_call(
 def denoise(ctx: RunContext, pipe: Any, kwargs: dict[str, Any]) -> Any:
     """Run one pipeline call, reporting progress over the steps it takes (strength x steps from a photo)."""
     steps = denoising_steps(kwargs["num_inference_steps"], kwargs.get("strength", 1.0))
-    return pipe(**kwargs, callback_on_step_end=ctx.diffusers_callback(steps)).images[0]
+    return pipe(**kwargs, **progress(pipe, ctx, steps)).images[0]
 
 
 def run_controlnet(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], addon: str) -> MethodOutput:

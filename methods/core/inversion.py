@@ -53,11 +53,8 @@ the requested one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import math
 import time
-from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,12 +62,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from methods.core.ddim import StepHook, ddim_invert, sampling_schedule
+from methods.core.inversion_cache import image_digest, inversion_cache, processors_key
+from methods.core.latents import encode_image, encode_prompt, predict_noise
+from methods.core.null_text import NullTextOptions, null_text_optimise
+
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
 logger = logging.getLogger(__name__)
 
-StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (trajectory index reached, latents) -> latents
 Progress = Callable[[int, int], None]  # (steps done, total)
 
 INVERSION_KINDS = ("ddim", "null-text", "negative-prompt", "direct")
@@ -80,138 +81,6 @@ INVERSION_HELP = (
     "ddim), direct (adds back the per-step drift to the source branch; exact source reconstruction)."
 )
 _GUIDED_KINDS = ("null-text", "direct")  # kinds whose result depends on the sampling guidance
-# Null-text's MSE is ~1e-5..1e-3 on SD latents: through a float16 UNet its gradients underflow unless the loss
-# is scaled (and the float32 gradient unscaled before Adam), as torch.amp.GradScaler does.
-FP16_LOSS_SCALE = 2.0**16
-
-
-# -- encoding / decoding ------------------------------------------------------------------------------
-@torch.no_grad()
-def encode_image(backbone: Backbone, image: Image.Image) -> torch.Tensor:
-    """The VAE latent of ``image`` (distribution mean x scaling factor, float32, shape 1x4xh/8xw/8)."""
-    pixels = backbone.base.image_processor.preprocess(image.convert("RGB"))
-    pixels = pixels.to(backbone.device, backbone.vae.dtype)
-    latents = backbone.vae.encode(pixels).latent_dist.mean
-    return latents.float() * backbone.vae.config.scaling_factor
-
-
-@torch.no_grad()
-def decode_latents(backbone: Backbone, latents: torch.Tensor) -> Image.Image:
-    """The VAE decoding of a (1, 4, h, w) latent as a PIL image."""
-    vae = backbone.vae
-    pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return backbone.base.image_processor.postprocess(pixels.float(), output_type="pil")[0]
-
-
-@torch.no_grad()
-def encode_prompt(backbone: Backbone, prompt: str, negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """(prompt embeddings, negative-prompt embeddings) through the pipeline's own ``encode_prompt``."""
-    from diffusers import StableDiffusionPipeline
-
-    pipe = backbone.pipeline(StableDiffusionPipeline)
-    cond, uncond = pipe.encode_prompt(prompt, backbone.device, 1, True, negative_prompt=negative_prompt)
-    return cond, uncond
-
-
-# -- one noise prediction -----------------------------------------------------------------------------
-def predict_noise(
-    backbone: Backbone,
-    latents: torch.Tensor,
-    t: torch.Tensor | int,
-    prompt_embeds: torch.Tensor,
-    guidance: float = 1.0,
-    negative_embeds: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The UNet's epsilon in float32, with classifier-free guidance when ``guidance != 1``."""
-    unet = backbone.unet
-    prompt_embeds = prompt_embeds.to(unet.dtype)  # a float32 null-text embedding meets a float16 UNet
-    if guidance == 1.0:
-        return unet(latents.to(unet.dtype), t, encoder_hidden_states=prompt_embeds).sample.float()
-    if negative_embeds is None:
-        raise ValueError("guidance != 1 needs negative_embeds (see encode_prompt)")
-    batch = torch.cat([latents] * 2).to(unet.dtype)  # [uncond, cond]
-    embeds = torch.cat([negative_embeds.to(unet.dtype), prompt_embeds])
-    uncond, cond = unet(batch, t, encoder_hidden_states=embeds).sample.chunk(2)
-    return (uncond + guidance * (cond - uncond)).float()
-
-
-# -- inversion and sampling ---------------------------------------------------------------------------
-@torch.no_grad()
-def ddim_invert(
-    backbone: Backbone,
-    latents: torch.Tensor,
-    prompt_embeds: torch.Tensor,
-    num_steps: int,
-    guidance: float = 1.0,
-    stop_at: int | None = None,
-    *,
-    negative_embeds: torch.Tensor | None = None,
-    on_step: Callable[[int, int], None] | None = None,
-) -> list[torch.Tensor]:
-    """DDIM-invert ``latents``: the trajectory [x_0, x_1, ..., x_k] with k = ``stop_at`` or ``num_steps``."""
-    from diffusers import DDIMInverseScheduler
-
-    scheduler = DDIMInverseScheduler.from_config(backbone.scheduler.config)
-    scheduler.set_timesteps(num_steps, device=backbone.device)
-    stop = num_steps if stop_at is None else max(0, min(int(stop_at), num_steps))
-    trajectory = [latents.float()]
-    for i, t in enumerate(scheduler.timesteps[:stop]):
-        noise = predict_noise(backbone, trajectory[-1], t, prompt_embeds, guidance, negative_embeds)
-        trajectory.append(scheduler.step(noise, t, trajectory[-1]).prev_sample)
-        if on_step is not None:
-            on_step(i + 1, stop)
-    return trajectory
-
-
-@torch.no_grad()
-def ddim_sample(
-    backbone: Backbone,
-    x_t: torch.Tensor,
-    prompt_embeds: torch.Tensor,
-    num_steps: int,
-    start_index: int,
-    guidance: float = 1.0,
-    *,
-    negative_embeds: torch.Tensor | None = None,
-    step_hook: StepHook | None = None,
-    on_step: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Deterministic DDIM from ``x_t`` = trajectory[start_index] down to index 0; returns the clean latent.
-
-    ``step_hook(i, latents)`` runs after each step with the trajectory index ``i`` just reached and returns
-    the latents to continue with (latent blending, attention-map bookkeeping...).
-    """
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
-    scheduler.set_timesteps(num_steps, device=backbone.device)
-    latents = x_t.float()
-    timesteps = scheduler.timesteps[num_steps - start_index :]
-    for j, t in enumerate(timesteps):
-        noise = predict_noise(backbone, latents, t, prompt_embeds, guidance, negative_embeds)
-        latents = scheduler.step(noise, t, latents).prev_sample
-        if step_hook is not None:
-            latents = step_hook(start_index - j - 1, latents)
-        if on_step is not None:
-            on_step(j + 1, len(timesteps))
-    return latents
-
-
-# -- inversions and the shared cache ------------------------------------------------------------------
-@dataclass(frozen=True)
-class NullTextOptions:
-    """Null-text inversion's optimisation settings (paper: 10 inner steps, lr 1e-2, epsilon 1e-5)."""
-
-    inner_steps: int = 10
-    learning_rate: float = 1e-2
-    epsilon: float = 1e-5
-    early_stop: bool = True
-
-    def threshold(self, j: int, num_steps: int) -> float:
-        """Early-stop MSE at sampling step ``j`` (0 = noisiest): the paper's epsilon + 2e-5 * i over 50 steps."""
-        return self.epsilon + 2e-5 * j * 50 / num_steps if self.early_stop else -math.inf
-
-
 _OPTIONS: dict[str, type] = {"null-text": NullTextOptions}
 
 
@@ -255,69 +124,6 @@ class Inversion:
         return self.corrections[index] if self.corrections else None
 
 
-class InversionCache:
-    """A least-recently-used store of a few inversions with hit/miss counters (in all and per kind).
-
-    A key's first element names its kind (``"ddim"``, ``"null-text"``...); the counters per kind use it.
-    """
-
-    def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
-        self.hits = 0
-        self.misses = 0
-        self.hits_by_kind: Counter[str] = Counter()
-        self.misses_by_kind: Counter[str] = Counter()
-        self._entries: OrderedDict[tuple[Any, ...], Inversion] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: tuple[Any, ...], length: int) -> Inversion | None:
-        """The entry for ``key`` if its trajectory has at least ``length`` latents (counts a hit or miss)."""
-        kind = str(key[0]) if key else ""
-        entry = self._entries.get(key)
-        if entry is None or len(entry.trajectory) < length:
-            self.misses += 1
-            self.misses_by_kind[kind] += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        self.hits_by_kind[kind] += 1
-        return entry
-
-    def put(self, key: tuple[Any, ...], entry: Inversion) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-
-    def stats(self) -> dict[str, tuple[int, int]]:
-        """{kind: (hits, misses)}."""
-        kinds = sorted(set(self.hits_by_kind) | set(self.misses_by_kind))
-        return {k: (self.hits_by_kind[k], self.misses_by_kind[k]) for k in kinds}
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.hits = self.misses = 0
-        self.hits_by_kind.clear()
-        self.misses_by_kind.clear()
-
-
-def inversion_cache(backbone: Backbone) -> InversionCache:
-    """The backbone's inversion cache (owned by the backbone, dropped with it)."""
-    return backbone.cache("inversion", InversionCache)
-
-
-def image_digest(image: Image.Image) -> str:
-    return hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
-
-
-def _processors_key(backbone: Backbone) -> int:
-    # The UNet's attention processors are part of the key: an inversion made while a method has patched
-    # them (an adapter, a controller) must not be served to a method running the plain UNet.
-    return hash(tuple(sorted((name, id(p)) for name, p in backbone.unet.attn_processors.items())))
-
-
 def invert_image(
     backbone: Backbone,
     image: Image.Image,
@@ -334,7 +140,7 @@ def invert_image(
     (1 for the usual pivot); :func:`invert` is the entry point for guided editing.
     """
     stop = num_steps if stop_at is None else max(0, min(int(stop_at), num_steps))
-    key = ("ddim", image_digest(image), prompt, int(num_steps), float(guidance), _processors_key(backbone))
+    key = ("ddim", image_digest(image), prompt, int(num_steps), float(guidance), processors_key(backbone))
     cache = inversion_cache(backbone)
     entry = cache.get(key, stop + 1)
     if entry is None:
@@ -405,7 +211,7 @@ def invert(
         int(num_steps),
         key_guidance,
         dataclasses.astuple(opts) if opts is not None else (),
-        _processors_key(backbone),
+        processors_key(backbone),
     )
     cache = inversion_cache(backbone)
     entry = cache.get(key, num_steps + 1)
@@ -439,21 +245,6 @@ def invert(
     return entry
 
 
-# -- the fast and the optimised inversions ------------------------------------------------------------
-def sampling_schedule(
-    backbone: Backbone, num_steps: int, start_index: int | None = None
-) -> tuple[Any, list[tuple[int, torch.Tensor]]]:
-    """A fresh DDIM scheduler for ``num_steps`` and the (index, timestep) pairs of the sampling steps from
-    level ``start_index`` (default ``num_steps``) down to 0: the step at index i goes from level i to i - 1."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
-    scheduler.set_timesteps(num_steps, device=backbone.device)
-    start = num_steps if start_index is None else int(start_index)
-    timesteps = scheduler.timesteps[num_steps - start :]
-    return scheduler, [(start - j, t) for j, t in enumerate(timesteps)]
-
-
 @torch.no_grad()
 def direct_corrections(
     backbone: Backbone,
@@ -470,89 +261,6 @@ def direct_corrections(
         noise = predict_noise(backbone, trajectory[index], t, prompt_embeds, guidance, negative_embeds)
         corrections[index - 1] = trajectory[index - 1] - scheduler.step(noise, t, trajectory[index]).prev_sample
     return tuple(corrections)
-
-
-def _guided_step(
-    scheduler: Any, t: torch.Tensor, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float
-) -> torch.Tensor:
-    return scheduler.step(uncond + guidance * (cond - uncond), t, latents).prev_sample
-
-
-@torch.inference_mode(False)  # a caller inside torch.inference_mode() still gets its gradients
-@torch.no_grad()
-def null_text_optimise(
-    backbone: Backbone,
-    trajectory: tuple[torch.Tensor, ...],
-    prompt_embeds: torch.Tensor,
-    negative_embeds: torch.Tensor,
-    num_steps: int,
-    guidance: float,
-    options: NullTextOptions | None = None,
-    on_step: Progress | None = None,
-) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
-    """Null-text inversion: per sampling step, the unconditional embedding whose guided DDIM step from the
-    current latent lands on the pivot ``trajectory`` (float32; see the module docstring).
-
-    Returns the embeddings by level (``[i - 1]`` for the step at index i) and a report with, per sampling
-    step in sampling order (noisiest first): ``iterations`` (Adam steps taken), ``initial_loss`` and
-    ``final_loss`` (MSE to the pivot before optimising and of the step actually taken), ``losses`` (the MSE
-    at each evaluation) and ``skipped`` (fp16 updates dropped for non-finite gradients).
-    """
-    options = options or NullTextOptions()
-    unet = backbone.unet
-    dtype = unet.dtype
-    scale = FP16_LOSS_SCALE if dtype == torch.float16 else 1.0
-    scheduler, steps = sampling_schedule(backbone, num_steps, len(trajectory) - 1)
-    cond = prompt_embeds.to(dtype).clone()  # clones: inference-mode tensors cannot be saved for backward
-    null = negative_embeds.detach().float().clone()
-    nulls: list[torch.Tensor] = [null] * (len(trajectory) - 1)
-    report: dict[str, list[Any]] = {"iterations": [], "initial_loss": [], "final_loss": [], "losses": [], "skipped": []}
-
-    def uncond_noise(latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        return unet(latents.to(dtype), t, encoder_hidden_states=embeds.to(dtype)).sample.float()
-
-    inner = options.inner_steps if guidance != 1.0 else 0  # at guidance 1 the embedding has no effect
-    latents = trajectory[-1].float().clone()
-    for j, (index, t) in enumerate(steps):
-        target = trajectory[index - 1].clone()
-        noise_cond = unet(latents.to(dtype), t, encoder_hidden_states=cond).sample.float()
-
-        null = null.detach().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([null], lr=options.learning_rate * (1 - j / (2 * num_steps)))
-        threshold = options.threshold(j, num_steps)
-        iterations, skipped, initial, fresh, trace = 0, 0, None, None, []
-        for _ in range(inner):
-            with torch.enable_grad():
-                noise_uncond = uncond_noise(latents, t, null)
-                landed = _guided_step(scheduler, t, latents, noise_cond, noise_uncond, guidance)
-                loss = torch.nn.functional.mse_loss(landed, target)
-                value = float(loss.detach())
-                trace.append(value)
-                initial = value if initial is None else initial
-                if value < threshold:
-                    fresh = noise_uncond.detach()  # the embedding is final: reuse its prediction
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                (loss * scale).backward()
-            if not torch.isfinite(null.grad).all():  # fp16 overflow: skip the update, halve the scale
-                scale, skipped = scale / 2, skipped + 1
-                continue
-            null.grad.div_(scale)
-            optimizer.step()
-            iterations += 1
-        if on_step is not None:
-            on_step((j + 1) * inner, len(steps) * inner)
-        null = null.detach()
-        noise_uncond = fresh if fresh is not None else uncond_noise(latents, t, null)
-        latents = _guided_step(scheduler, t, latents, noise_cond, noise_uncond, guidance)
-        final = float(torch.nn.functional.mse_loss(latents, target))
-        nulls[index - 1] = null
-        report["iterations"].append(iterations)
-        report["initial_loss"].append(final if initial is None else initial)
-        report["final_loss"].append(final)
-        report["losses"].append(trace)
-        report["skipped"].append(skipped)
-    return tuple(nulls), report
 
 
 # -- sampling from an inversion -----------------------------------------------------------------------

@@ -4,8 +4,8 @@ One loading path for the real and the tiny model: build the architecture from a 
 ``segment_anything.modeling`` (the same classes and module names as ``sam_model_registry``), then
 ``load_state_dict(torch.load(path, weights_only=True))``. The real add-on is the public ViT-B checkpoint
 (a plain state dict, the file ``sam_model_registry["vit_b"](checkpoint=...)`` reads); the tiny one is a
-small config with seeded random weights written by ``tiny.build_sam`` as a state-dict file in the same
-layout, with its config beside it. Prompts (positive / negative clicks, a box) go through
+small config with seeded random weights written by ``methods.core.addons.tiny_annotators.build_sam`` as a
+state-dict file in the same layout, with its config beside it. Prompts (positive / negative clicks, a box) go through
 ``segment_anything.SamPredictor``, whose image embedding is cached per image.
 """
 

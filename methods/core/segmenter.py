@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from methods.core.inversion import image_digest
+from methods.core.inversion_cache import image_digest
 from methods.core.lru import LRU
 from methods.core.segmap import ADE20K_CLASSES, classes_in, palette, snap_to_palette
 from methods.core.spec import InputError

@@ -154,11 +154,11 @@ class RunContext:
     generator: torch.Generator
     report: Callable[[int, int], None] = lambda step, total: None
 
-    def diffusers_callback(self, total: int) -> Callable[..., dict[str, Any]]:
-        """A ``callback_on_step_end`` that forwards step progress to the UI."""
+    def diffusers_callback(self, total: int, done: int = 0) -> Callable[..., dict[str, Any]]:
+        """A ``callback_on_step_end`` that forwards step progress to the UI (``done`` steps came before)."""
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            self.report(step + 1, total)
+            self.report(done + step + 1, total)
             return {}
 
         return callback

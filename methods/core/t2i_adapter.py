@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionAdapterPipeline
 
+from methods.core.denoise import progress, run_settings
 from methods.core.spec import EditInputs, FloatParam, MethodOutput, Paper, RunContext
 
 T2I_ADAPTER_PAPER = Paper(
@@ -73,15 +74,11 @@ def adapter_call(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], ad
     control = inputs.control_image.convert("L" if adapter.config.in_channels == 1 else "RGB")
     pipe = ctx.backbone.pipeline(StableDiffusionAdapterPipeline, adapter=adapter)
     kwargs: dict[str, Any] = {
-        "prompt": inputs.prompt,
-        "negative_prompt": inputs.negative_prompt or None,
+        **run_settings(ctx, inputs),
         "image": control,
         "height": height,
         "width": width,
-        "num_inference_steps": inputs.steps,
-        "guidance_scale": inputs.guidance,
         "adapter_conditioning_scale": params["adapter_conditioning_scale"],
-        "generator": ctx.generator,
     }
     return pipe, kwargs
 
@@ -91,11 +88,8 @@ def run_adapter(ctx: RunContext, inputs: EditInputs, params: dict[str, Any], add
     steps = inputs.steps
     adapted = int(steps * params["adapter_conditioning_factor"])
 
-    def progress(step: int, timestep: Any, latents: Any) -> None:  # this pipeline has only the old callback
-        ctx.report(step + 1, steps)
-
     with adapter_for_first_steps(pipe.unet, adapted):
-        image = pipe(**kwargs, callback=progress).images[0]
+        image = pipe(**kwargs, **progress(pipe, ctx, steps)).images[0]
     info = {"adapter steps": f"{adapted}/{steps}"}
     if inputs.image is not None:
         info["mode"] = "generated from the condition (no img2img adapter pipeline; the photo sets the size)"
