@@ -105,11 +105,6 @@ class Imagic(Method):
             # C. generate from noise with the interpolated embedding and the fine-tuned UNet
             eta = params["eta"]
             embeds = (eta * target.float() + (1 - eta) * e_opt).to(target.dtype)
-
-            def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-                ctx.report(tuned + step + 1, total)
-                return {}
-
             image = backbone.pipeline(StableDiffusionPipeline)(
                 prompt_embeds=embeds,
                 negative_prompt_embeds=negative,
@@ -118,7 +113,7 @@ class Imagic(Method):
                 num_inference_steps=steps,
                 guidance_scale=inputs.guidance,
                 generator=ctx.generator,
-                callback_on_step_end=callback,
+                callback_on_step_end=ctx.diffusers_callback(total, tuned),
             ).images[0]
         info = {
             "embedding_loss": loss_trend(losses_a),

@@ -96,10 +96,6 @@ class LeditsPP(Method):
         )
         ctx.report(steps, 2 * steps)
 
-        def callback(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            ctx.report(steps + step + 1, 2 * steps)
-            return {}
-
         image = pipe(
             editing_prompt=concepts,
             negative_prompt=inputs.negative_prompt or None,
@@ -109,7 +105,7 @@ class LeditsPP(Method):
             use_cross_attn_mask=use_cross_attn_mask,
             use_intersect_mask=use_intersect_mask,
             generator=ctx.generator,
-            callback_on_step_end=callback,
+            callback_on_step_end=ctx.diffusers_callback(2 * steps, steps),
         ).images[0]
         extras = [
             (mask_image(mask, image.size), f"implicit mask “{concept}” ({mask_kind}, mean over {steps} steps)")

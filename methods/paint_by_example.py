@@ -18,6 +18,7 @@ from typing import Any
 
 from diffusers import PaintByExamplePipeline
 
+from methods.core.denoise import progress
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, PROMPT, REFERENCE
 from methods.core.spec import BoolParam, Condition, EditInputs, Method, MethodOutput, Paper, RunContext, Strategy
@@ -48,7 +49,6 @@ class PaintByExample(Method):
             image_encoder=encoder,
             feature_extractor=processor,
         )
-        total = inputs.steps
         image = pipe(
             example_image=inputs.reference,
             image=inputs.image,
@@ -56,7 +56,7 @@ class PaintByExample(Method):
             num_inference_steps=inputs.steps,
             guidance_scale=inputs.guidance,
             generator=ctx.generator,
-            callback=lambda step, timestep, latents: ctx.report(step + 1, total),
+            **progress(pipe, ctx, inputs.steps),
         ).images[0]
         info = {"prompt": "unused (the exemplar is the only condition)"} if inputs.prompt else {}
         if params["keep_unmasked"]:

@@ -12,6 +12,7 @@ What is saved and restored is declared below, one :class:`SharedState` entry per
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,9 +179,17 @@ def _added_tokens(tokenizer: Any) -> dict[int, str]:
     return {index: token.content for index, token in tokenizer.added_tokens_decoder.items()}
 
 
+_DEFINITIONS: weakref.WeakKeyDictionary[Any, tuple[int, dict[int, str], str]] = weakref.WeakKeyDictionary()
+
+
 def _capture_tokens(tokenizer: Any) -> Any:
     # transformers 5 tokenizers are backed by a `tokenizers.Tokenizer`: its JSON definition is the whole state.
-    return len(tokenizer), _added_tokens(tokenizer), tokenizer.backend_tokenizer.to_str()
+    # Serialising it (megabytes for CLIP's vocabulary) once per vocabulary, not once per run, is enough.
+    length, added = len(tokenizer), _added_tokens(tokenizer)
+    known = _DEFINITIONS.get(tokenizer)
+    if known is None or known[:2] != (length, added):
+        known = _DEFINITIONS[tokenizer] = (length, added, tokenizer.backend_tokenizer.to_str())
+    return known
 
 
 def _restore_tokens(tokenizer: Any, saved: Any) -> None:

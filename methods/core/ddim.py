@@ -14,6 +14,7 @@ from methods.core.latents import predict_noise
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
+Progress = Callable[[int, int], None]  # (steps done, total)
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (trajectory index reached, latents) -> latents
 
 
@@ -27,7 +28,7 @@ def ddim_invert(
     stop_at: int | None = None,
     *,
     negative_embeds: torch.Tensor | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Progress | None = None,
 ) -> list[torch.Tensor]:
     """DDIM-invert ``latents``: the trajectory [x_0, x_1, ..., x_k] with k = ``stop_at`` or ``num_steps``."""
     from diffusers import DDIMInverseScheduler
@@ -55,7 +56,7 @@ def ddim_sample(
     *,
     negative_embeds: torch.Tensor | None = None,
     step_hook: StepHook | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Progress | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM from ``x_t`` = trajectory[start_index] down to index 0; returns the clean latent.
 

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from methods.core.ddim import StepHook, ddim_invert, sampling_schedule
+from methods.core.ddim import Progress, StepHook, ddim_invert, sampling_schedule
 from methods.core.inversion_cache import image_digest, inversion_cache, processors_key
 from methods.core.latents import encode_image, encode_prompt, predict_noise
 from methods.core.null_text import NullTextOptions, null_text_optimise
@@ -72,7 +72,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (steps done, total)
 
 INVERSION_KINDS = ("ddim", "null-text", "negative-prompt", "direct")
 INVERSION_HELP = (

@@ -5,18 +5,16 @@ for the schedule, the learning rate and the early stop)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from methods.core.ddim import sampling_schedule
+from methods.core.ddim import Progress, sampling_schedule
 
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
-Progress = Callable[[int, int], None]  # (steps done, total)
 # Null-text's MSE is ~1e-5..1e-3 on SD latents: through a float16 UNet its gradients underflow unless the loss
 # is scaled (and the float32 gradient unscaled before Adam), as torch.amp.GradScaler does.
 FP16_LOSS_SCALE = 2.0**16
