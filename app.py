@@ -17,7 +17,8 @@ import methods  # noqa: E402, F401  (registers every method)
 from demos import leaderboard, tabs  # noqa: E402
 from demos.common import Hub  # noqa: E402
 from demos.guard import HubBlocks  # noqa: E402
-from methods.core.backbone import Backbone  # noqa: E402
+from methods.core.backbone import Backbone, BackboneUnavailable  # noqa: E402
+from methods.core.loading import IncompleteCheckpoint  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
 TITLE = "Diffusion image-editing hub"
@@ -57,7 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("HUB_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(argv)
     quiet_libraries()
-    hub = Hub(Backbone(settings), settings)
+    try:
+        backbone = Backbone(settings)
+    except (BackboneUnavailable, IncompleteCheckpoint) as error:
+        raise SystemExit(str(error)) from None
+    hub = Hub(backbone, settings)
     build_app(hub, settings).launch(
         server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options(settings)
     )

@@ -36,7 +36,7 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
     return audio_tools.spectrogram(inputs.audio, size), f"Audio {inputs.audio.seconds:.1f}s · CLAP tags: {tag_text}"
 
 
-TAB = Tab(CONDITION, (IMAGE, AUDIO, PROMPT, SOUND_LABELS), build_inputs, condition_cell)
+TAB = Tab(CONDITION, (IMAGE, AUDIO, PROMPT, SOUND_LABELS), build_inputs, condition_cell, addons=("clap",))
 
 
 def create_demo(hub: Hub) -> None:

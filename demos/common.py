@@ -83,6 +83,7 @@ class Tab:
     build_inputs: Builder
     condition_cell: CellMaker
     guidance: bool = True  # whether the methods of this condition take a guidance scale
+    addons: tuple[str, ...] = ()  # add-ons the tab's own previews run (annotators), beyond its methods' add-ons
 
 
 def prompt_text(inputs: EditInputs) -> str:

@@ -57,7 +57,7 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
     return mask_overlay(inputs.image, inputs.mask), f"Source with mask (red = region to edit) · {prompt_text(inputs)}"
 
 
-TAB = Tab(CONDITION, (IMAGE, MASK, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
+TAB = Tab(CONDITION, (IMAGE, MASK, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell, addons=("sam",))
 
 
 # -- Segment Anything prompts ------------------------------------------------------------------------

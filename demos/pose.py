@@ -106,7 +106,7 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     return inputs
 
 
-TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT), build_inputs, map_cell(CONDITION))
+TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT), build_inputs, map_cell(CONDITION), addons=("openpose",))
 
 
 def create_demo(hub: Hub) -> None:

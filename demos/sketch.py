@@ -104,7 +104,13 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
     return inputs
 
 
-TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT, STROKES), build_inputs, map_cell(CONDITION))
+TAB = Tab(
+    CONDITION,
+    (IMAGE, CONDITION_MAP, PROMPT, STROKES),
+    build_inputs,
+    map_cell(CONDITION),
+    addons=("annotator_lineart", "annotator_hed", "annotator_pidinet"),
+)
 
 
 def create_demo(hub: Hub) -> None:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from methods.core.ddim import ddim_sample
 from methods.core.drag import DecoderFeatures, motion_losses, track_points
+from methods.core.half import LossScaler, master
 from methods.core.images import draw_drags
 from methods.core.inversion import invert_image
 from methods.core.latents import decode_latents
@@ -48,6 +49,10 @@ from methods.core.spec import (
 )
 
 REACHED = 2.0  # feature pixels (half-resolution grid): the official code's "handle reached target" radius
+# The motion loss is an L1 over a few patches, not a mean over the latent: its gradients are O(1) (the largest
+# activation gradient in the tiny UNet's backward is ~0.9, so float16 at the usual 2^16 overflows). Start lower;
+# methods.core.half still halves the scale on an overflow.
+LOSS_SCALE = 2.0**12
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,9 @@ def optimise_latent(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """DragDiffusion's latent optimisation of z_t = ``z_init`` (trajectory index ``level`` of ``steps``).
 
-    Only the latent gets gradients (float32, autocast off); the shared UNet stays frozen and runs in its
-    own dtype, and its hook is removed on every exit. Returns the latent and a report (losses, iterations
-    used, the tracked handles).
+    Only the latent gets gradients (a float32 master copy, autocast off); the shared UNet stays frozen and runs
+    in its own dtype (in float16 the loss is scaled, see ``methods.core.half``), and its hook is removed on every
+    exit. Returns the latent and a report (losses, iterations used, the tracked handles).
     """
     unet = backbone.unet
     scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
@@ -164,8 +169,9 @@ def optimise_latent(
         features = F.interpolate(hook.value.float(), size=grid, mode="bilinear", align_corners=False)
         return features, scheduler.step(eps, t, z).prev_sample
 
-    z = z_init.detach().clone().float().requires_grad_(True)
+    z = master(z_init)
     optimizer = torch.optim.Adam([z], lr=params["learning_rate"])
+    scaler = LossScaler(unet.dtype, LOSS_SCALE)
     r1, r2, lam = params["patch_radius"], params["search_radius"], params["mask_weight"]
     losses: list[float] = []  # motion-supervision loss at the tracked handles, per iteration
     stepped: list[tuple[float, float]] = []  # that loss before / after one Adam step, at the same handles
@@ -194,8 +200,8 @@ def optimise_latent(
                     if editable is not None and lam > 0:
                         loss = loss + lam * ((prev - prev0) * (1 - editable)).abs().sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.backward(loss)
+                scaler.step(optimizer)
                 used += 1
                 if ctx is not None:
                     ctx.report(level + used, total)
@@ -208,6 +214,7 @@ def optimise_latent(
         "steps_lowering_loss": f"{sum(after < before for before, after in stepped)}/{len(stepped)}",
         "handles": handles.cpu(),
         "history": {"losses": losses, "steps": stepped},
+        **scaler.report(),
     }
     return z.detach(), report
 

@@ -8,7 +8,8 @@ reconstructs x from e_opt faithfully. (C) Generation: sample from noise with the
 interpolated embedding e = eta e_tgt + (1 - eta) e_opt; eta trades fidelity to the photo for the edit.
 Here stage B trains a LoRA adapter (peft, via diffusers' ``unet.add_adapter``) instead of all UNet weights,
 and the runner's ``borrowed()`` removes it afterwards, leaving the shared UNet bit-identical. The embedding
-and the LoRA weights are optimised in float32 (the frozen base UNet runs in the backbone's dtype). Each step
+and the LoRA weights are optimised as float32 master copies (the frozen base UNet runs in the backbone's dtype;
+in float16 the loss is scaled, see ``methods.core.half``). Each step
 averages the loss over a few stratified timesteps (the same objective as one uniform t, with less noise); the
 loss on a fixed set of (t, noise) probes is reported before and after each stage. Step budgets default to a
 quick demo with larger learning rates; the paper uses 100 embedding steps at lr 1e-3 and 1500 full fine-tuning
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
+from methods.core.half import LossScaler, make_master, master
 from methods.core.latents import encode_image, encode_prompt
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
@@ -91,15 +93,17 @@ class Imagic(Method):
         def progress(offset: int) -> Callable[[int], None]:
             return lambda step: ctx.report(offset + step, total)
 
-        e_opt = target.detach().float().clone().requires_grad_(True)
+        e_opt = master(target)
         a_steps, b_steps = params["embedding_steps"], params["lora_steps"]
-        losses_a = optimise(photo, [e_opt], lambda: e_opt, a_steps, params["embedding_lr"], progress(0))
+        scaler_a, scaler_b = LossScaler(unet.dtype), LossScaler(unet.dtype)
+        losses_a = optimise(photo, [e_opt], lambda: e_opt, a_steps, params["embedding_lr"], progress(0), scaler_a)
         e_opt = e_opt.detach()
         probes.append(photo.probe_loss(e_opt))
 
         with lora_adapter(unet, params["lora_rank"]) as lora_params:
             # B. a LoRA that makes the UNet reconstruct the photo from e_opt
-            losses_b = optimise(photo, lora_params, lambda: e_opt, b_steps, params["lora_lr"], progress(a_steps))
+            lr_b = params["lora_lr"]
+            losses_b = optimise(photo, lora_params, lambda: e_opt, b_steps, lr_b, progress(a_steps), scaler_b)
             probes.append(photo.probe_loss(e_opt))
 
             # C. generate from noise with the interpolated embedding and the fine-tuned UNet
@@ -120,6 +124,8 @@ class Imagic(Method):
             "lora_loss": loss_trend(losses_b),
             "probe_loss": " -> ".join(f"{p:.4f}" for p in probes),
             "embedding_shift": round(float((e_opt - target.float()).norm() / target.float().norm()), 4),
+            **{f"embedding_{key}": value for key, value in scaler_a.report().items()},
+            **{f"lora_{key}": value for key, value in scaler_b.report().items()},
         }
         return MethodOutput(image, info)
 
@@ -169,8 +175,10 @@ def optimise(
     steps: int,
     lr: float,
     on_step: Callable[[int], None],
+    scaler: LossScaler,
 ) -> list[float]:
-    """Adam on ``parameters`` (float32) with the photo's denoising loss; returns the loss of every step."""
+    """Adam on ``parameters`` (float32 masters) with the photo's denoising loss, scaled by ``scaler`` in float16;
+    returns the loss of every step (a skipped step's included)."""
     losses: list[float] = []
     if steps == 0:
         return losses
@@ -179,8 +187,8 @@ def optimise(
         for step in range(steps):
             loss = objective.loss(embeds())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.backward(loss)
+            scaler.step(optimizer)
             losses.append(float(loss.detach()))
             on_step(step + 1)
     return losses
@@ -196,7 +204,8 @@ def loss_trend(losses: list[float], window: int = 5) -> str:
 
 @contextmanager
 def lora_adapter(unet: Any, rank: int) -> Iterator[list[torch.nn.Parameter]]:
-    """A float32 LoRA on the shared UNet's attention projections, trainable, for the block.
+    """A float32 LoRA on the shared UNet's attention projections, trainable, for the block (float32 masters on a
+    half-precision UNet: peft casts the layer input to the LoRA's dtype and the sum back to the UNet's).
 
     The adapter is shared state: the runner's ``borrowed()`` deletes it and swaps the original Linear modules
     (the same parameter objects) back in, so the module tree, weights, flags and processors are as before.
@@ -205,8 +214,4 @@ def lora_adapter(unet: Any, rank: int) -> Iterator[list[torch.nn.Parameter]]:
 
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(LORA_TARGETS))
     unet.add_adapter(config, adapter_name=ADAPTER)
-    parameters = [p for n, p in unet.named_parameters() if f".{ADAPTER}." in n]
-    for parameter in parameters:
-        parameter.data = parameter.data.float()
-        parameter.requires_grad_(True)
-    yield parameters
+    yield make_master(p for n, p in unet.named_parameters() if f".{ADAPTER}." in n)

@@ -11,8 +11,8 @@ only changes where it belongs, and several concepts edit at once. Here: diffuser
 ``LEditsPPPipelineStableDiffusion`` over the shared modules with a fresh ``sde-dpmsolver++`` order-2
 scheduler set up so that sampling retraces the inversion exactly (see ``ledits_scheduler``); the masks are
 the pipeline's own ``activation_mask`` (one per step and concept), shown averaged over the steps. On a UNet
-without cross-attention at 1/4 latent resolution (the tiny one) only M2 is available and is used, with a
-note. The tab's guidance scale is unused (edit and inversion guidance are parameters); a negative prompt
+without cross-attention at 1/4 latent resolution (a custom, smaller one) only M2 is available and is used, with
+a note. The tab's guidance scale is unused (edit and inversion guidance are parameters); a negative prompt
 replaces the unconditional branch at edit time only, as in the pipeline, so the photo is then not retraced.
 """
 

@@ -20,6 +20,7 @@ input zeroes the masked area).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,10 +64,11 @@ def _side(name: str, default: float) -> Param:
 
 
 def padding(size: tuple[int, int], params: dict[str, Any], multiple: int) -> tuple[int, int, int, int]:
-    """Pixels added on (left, right, top, bottom): fractions of the side, rounded to ``multiple``."""
+    """Pixels added on (left, right, top, bottom): fractions of the side, rounded to ``multiple`` (half up, so a
+    quarter of a 128 px side is one stride of 64, as a quarter of 512 px is two)."""
     width, height = size
     sides = {"left": width, "right": width, "top": height, "bottom": height}
-    return tuple(int(round(params[s] * sides[s] / multiple)) * multiple for s in SIDES)  # type: ignore[return-value]
+    return tuple(math.floor(params[s] * sides[s] / multiple + 0.5) * multiple for s in SIDES)  # type: ignore[return-value]
 
 
 def extend_canvas(

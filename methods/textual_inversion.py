@@ -25,6 +25,7 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
 from methods.core.denoise import denoise
+from methods.core.half import LossScaler, master
 from methods.core.latents import encode_image
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
@@ -61,6 +62,7 @@ class Learned:
     train_losses: list[float]
     eval_before: float
     eval_after: float
+    scaling: dict[str, float | int]  # float16 only: the final loss scale and the skipped steps
 
 
 @register
@@ -110,6 +112,7 @@ class TextualInversion(Method):
             "prompt": prompt,
             "eval loss before": round(learned.eval_before, 6),
             "eval loss after": round(learned.eval_after, 6),
+            **learned.scaling,
         }
         return MethodOutput(image, info)
 
@@ -153,11 +156,12 @@ def learn_embedding(
     generator: torch.Generator,
     report: Callable[[int, int], None] = lambda step, total: None,
 ) -> Learned:
-    """Optimise only the new word's vector with the denoising loss; the models stay frozen."""
+    """Optimise only the new word's vector with the denoising loss; the models stay frozen. The vector is a
+    float32 master copy, cast to the text encoder's dtype where it is injected (``methods.core.half``)."""
     tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
     scheduler, device = pipe.scheduler, latents.device
     velocity = scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
-    vector = torch.nn.Parameter(init.detach().float().clone())
+    vector = master(init)
     prompts = [template.format(TOKEN) for template in TEMPLATES]
     ids = tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
@@ -184,6 +188,7 @@ def learn_embedding(
         with torch.no_grad():
             eval_before = float(loss_on(*evaluation))
         optimizer = torch.optim.Adam([vector], lr=learning_rate)
+        scaler = LossScaler(unet.dtype)
         losses = []
         with torch.enable_grad():
             for step in range(steps):
@@ -192,12 +197,12 @@ def learn_embedding(
                 noise = torch.randn(latents.shape, generator=generator, device=device).to(latents.dtype)
                 loss = loss_on(row, t, noise)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.backward(loss)
+                scaler.step(optimizer)
                 losses.append(loss.item())
                 report(step + 1, steps)
         with torch.no_grad():
             eval_after = float(loss_on(*evaluation))
     finally:
         handle.remove()
-    return Learned(vector.detach(), losses, eval_before, eval_after)
+    return Learned(vector.detach(), losses, eval_before, eval_after, scaler.report())

@@ -19,4 +19,6 @@ fi
 
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
-"$PYTHON" -m pytest -q "$@"
+# One pytest-xdist worker per core (at most 2), whole test files per worker (module fixtures built once).
+WORKERS="${HUB_TEST_WORKERS:-$("$PYTHON" -c 'import os; print(max(1, min(2, os.cpu_count() or 1)))')}"
+"$PYTHON" -m pytest -q -n "$WORKERS" --dist loadfile "$@"

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from pathlib import Path  # noqa: E402
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set by pytest-xdist (scripts/test.sh runs one worker per core)
+if WORKER:
+    # Each worker its own Gradio cache (inside the system temp dir, which Gradio serves from): the hub's sweep of
+    # Gradio's old cached files must never delete an upload another worker's request is reading.
+    os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / f"hub-tests-{WORKER}" / "gradio")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -18,7 +23,10 @@ import methods  # noqa: E402, F401  (registers every method)
 from methods.core.backbone import Backbone  # noqa: E402
 from methods.core.settings import Settings  # noqa: E402
 
-torch.set_num_threads(int(os.environ.get("HUB_TORCH_THREADS", max(1, min(2, os.cpu_count() or 1)))))
+# One thread per worker: the tiny models' operations are too small to gain from intra-op threads, and two
+# workers with two threads each on two cores slow each other down by an order of magnitude.
+_threads = 1 if WORKER else max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("HUB_TORCH_THREADS", _threads)))
 
 
 def tiny_settings() -> Settings:

@@ -79,8 +79,8 @@ def test_counters_count_layers_and_steps(backbone, unet_inputs) -> None:
     latents, context = unet_inputs
     unet = backbone.unet
     sites = attention_sites(unet)
-    layers = len(sites)  # tiny UNet: 7 transformer blocks x (self, cross) = 14
-    assert layers == 14 and {s.count for s in sites.values()} == {7}
+    layers = len(sites)  # SD 1.5's shape: 16 transformer blocks x (self, cross) = 32
+    assert layers == 32 and {s.count for s in sites.values()} == {16}
     controller = Recording(3)
     with controlled(unet, controller):
         for t in (900, 500, 100):
@@ -89,9 +89,9 @@ def test_counters_count_layers_and_steps(backbone, unet_inputs) -> None:
     assert [(step, layer) for step, layer, _ in controller.calls] == [(s, i) for s in range(3) for i in range(layers)]
     first_step = [site for step, _, site in controller.calls if step == 0]
     # forward order: down, mid, up; block index rises; self then cross attention inside a block
-    assert [s.place for s in first_step] == ["down"] * 4 + ["mid"] * 2 + ["up"] * 8
+    assert [s.place for s in first_step] == ["down"] * 12 + ["mid"] * 2 + ["up"] * 18
     assert [s.index for s in first_step] == [i // 2 for i in range(layers)]
-    assert [s.is_cross for s in first_step] == [False, True] * 7
+    assert [s.is_cross for s in first_step] == [False, True] * 16
     with controlled(unet, controller):  # counters are reset per run
         assert (controller.step, controller.layer) == (0, 0)
 

@@ -26,9 +26,11 @@ def test_auto_falls_back_to_tiny_offline_with_a_banner(tmp_path, monkeypatch) ->
     assert "random weights" in backbone.banner() and "--backbone sd15" in backbone.banner()
 
 
-def test_sd15_profile_names_the_real_checkpoints() -> None:
+def test_sd15_profile_names_the_real_checkpoints(monkeypatch) -> None:
+    from methods.core import backbone as backbone_module
     from methods.core.addons import ADDONS
 
+    monkeypatch.setattr(backbone_module, "_hub_has", lambda repo: True)
     assert resolve_profile("sd15", tiny_settings().cache_dir).location == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert ADDONS["inpaint_unet"].repo == "stable-diffusion-v1-5/stable-diffusion-inpainting"
     assert ADDONS["controlnet_openpose"].repo == "lllyasviel/control_v11p_sd15_openpose"

@@ -204,10 +204,10 @@ def test_repaint_resamples_on_the_jump_schedule_and_keeps_the_known_latent(backb
 
 # -- outpainting ---------------------------------------------------------------------------------------------
 def test_extend_canvas_and_padding(backbone, inputs) -> None:
-    image = inputs.image  # 128 x 96
+    image = inputs.image.resize((128, 96))
     params = {"left": 0.1, "right": 0.0, "top": 0.5, "bottom": 0.25}
     pads = padding(image.size, params, 16)
-    assert pads == (16, 0, 48, 32)  # 12.8 px -> one stride of 16; 48 px; 24 px -> 32 (round half to even)
+    assert pads == (16, 0, 48, 32)  # 12.8 px -> one stride of 16; 48 px; 24 px -> 32 (half a stride rounds up)
     assert get_method("outpaint_blended").output_size(image.size, params, 16) == (144, 176)
     for fill in ("edge", "reflect", "mean", "noise"):
         canvas, mask = extend_canvas(image, pads, fill, seed=3)
@@ -228,13 +228,14 @@ def test_outpainting_equals_pipeline_and_keeps_the_original_exactly(backbone, in
     hub = run_comparison(backbone, "mask", [name], inputs, SEED, params={name: params})
     result = hub.result(name)
     resolved = get_method(name).resolve_params(params)
-    assert result.size == get_method(name).output_size(inputs.image.size, resolved, 16) == (160, 144)
-    assert (_array(result)[0:96, 32:160] == _array(inputs.image)).all()  # the original, exactly
+    stride = backbone.size_multiple  # 64: a quarter of 128 px is half a stride, rounded up to one
+    assert result.size == get_method(name).output_size(inputs.image.size, resolved, stride) == (192, 192)
+    assert (_array(result)[0:128, 64:192] == _array(inputs.image)).all()  # the original, exactly
 
-    canvas, mask = extend_canvas(inputs.image, padding(inputs.image.size, resolved, 16), "edge", SEED)
+    canvas, mask = extend_canvas(inputs.image, padding(inputs.image.size, resolved, stride), "edge", SEED)
     unet = backbone.addon("inpaint_unet") if name == "outpaint_inpaint_unet" else None
     direct = _direct(backbone, canvas, mask, inputs.prompt, 1.0, unet=unet)[0]
-    direct.paste(inputs.image, (32, 0))
+    direct.paste(inputs.image, (64, 0))
     assert_same_image(result, direct)
     new = np.asarray(mask) == 255
     assert np.abs(_array(result)[new] - _array(canvas)[new]).mean() > 5  # generated, not the edge fill

@@ -64,14 +64,19 @@ def test_token_mapper_alignment(backbone) -> None:
     same = prompt_words(tokenizer, "a house on a meadow")
     for mode in ("replace", "refine"):
         assert torch.equal(token_mapper(same, same, mode, length), torch.eye(length))
-    red, blue = prompt_words(tokenizer, "a red house"), prompt_words(tokenizer, "a blue house")
+    # CLIP's BPE: "periwinkle" is 2 tokens (peri, winkle), "vermilion" 3 (ver, mil, ion)
+    red, blue = prompt_words(tokenizer, "a periwinkle house"), prompt_words(tokenizer, "a vermilion house")
     swap = token_mapper(red, blue, "replace", length)
     (_, red_places), (_, blue_places) = red[0][1], blue[0][1]
-    assert torch.allclose(swap[red_places][:, blue_places], torch.full((len(red_places), len(blue_places)), 0.25))
-    column_mass = swap.sum(dim=0)  # "red" (3 tokens) spreads its maps over the 4 tokens of "blue"
-    assert torch.allclose(column_mass[blue_places], torch.full((4,), 0.75))
-    assert torch.equal(torch.cat([column_mass[: blue_places[0]], column_mass[blue_places[-1] + 1 :]]), torch.ones(73))
-    refine = token_mapper(red, prompt_words(tokenizer, "a big red house"), "refine", length)
+    assert (len(red_places), len(blue_places)) == (2, 3)
+    assert torch.allclose(swap[red_places][:, blue_places], torch.full((2, 3), 1 / 3))
+    column_mass = swap.sum(dim=0)  # the 2 source tokens spread their maps over the 3 target tokens
+    assert torch.allclose(column_mass[blue_places], torch.full((3,), 2 / 3))
+    rest = torch.cat([column_mass[: blue_places[0]], column_mass[blue_places[-1] + 1 :]])
+    assert torch.equal(rest, torch.ones(length - 3))
+    refine = token_mapper(
+        prompt_words(tokenizer, "a red house"), prompt_words(tokenizer, "a big red house"), "refine", length
+    )
     big = prompt_words(tokenizer, "a big red house")[0][1][1]
     assert refine[:, big].abs().sum() == 0 and refine.sum() == length - len(big)  # new word keeps its own maps
     with pytest.raises(InputError, match="same number of words"):
@@ -118,17 +123,17 @@ def test_identical_prompts_reproduce_the_source_reconstruction(backbone, photo, 
 
 
 def test_word_swap_gives_unchanged_words_the_source_maps(backbone) -> None:
-    inputs = inputs_for(backbone, "a red house on a meadow", "a blue house on a meadow")
+    inputs = inputs_for(backbone, "a red house on a meadow", "a vermilion house on a meadow")
     edit, controller, _ = run_edit(backbone, inputs, params(edit_mode="replace", cross_replace_steps=0.5), record=True)
     source, target = (
         prompt_words(backbone.tokenizer, inputs.source_prompt),
         prompt_words(backbone.tokenizer, inputs.prompt),
     )
-    kept = [i for i, (word, _) in enumerate(target[0]) if word != "blue"]
+    kept = [i for i, (word, _) in enumerate(target[0]) if word != "vermilion"]
     src_places = [p for i in kept for p in source[0][i][1]] + [source[1]]  # + end-of-text
     tgt_places = [p for i in kept for p in target[0][i][1]] + [target[1]]
-    assert src_places != tgt_places  # "blue" has one token more than "red": the positions shift
-    assert controller.cross_until == 2 and len(controller.recorded) == STEPS * 7
+    assert src_places != tgt_places  # "vermilion" has two tokens more than "red": the positions shift
+    assert controller.cross_until == 2 and len(controller.recorded) == STEPS * 16  # SD 1.5's 16 cross layers
     after = []
     for step, _, pair in controller.recorded:
         src, tgt = pair[0][..., src_places], pair[1][..., tgt_places]

@@ -260,8 +260,9 @@ class KeysSeen:
 
 def test_reference_only_self_attention_keys_include_the_reference(backbone: Backbone, inputs: EditInputs) -> None:
     order = [name.removesuffix(".processor") for name in self_attention_layers(backbone.unet)]
-    # tiny UNet: 4 layers at 64 channels (read first), 3 at 32; ties in forward order (down, mid, up)
-    places = ["down_blocks", "mid_block", "up_blocks", "up_blocks", "down_blocks", "up_blocks", "up_blocks"]
+    # tiny UNet (widths 32, 32, 64, 64): 6 layers at 64 channels (read first: down_blocks.2, mid, up_blocks.1, as
+    # SD's 1280), then 10 at 32; ties in forward order (down, mid, up)
+    places = ["down_blocks"] * 2 + ["mid_block"] + ["up_blocks"] * 3 + ["down_blocks"] * 4 + ["up_blocks"] * 6
     assert [name.split(".")[0] for name in order] == places
     wide, narrow = order[0], order[-1]
     keys = KeysSeen(backbone, [wide, narrow])

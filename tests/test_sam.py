@@ -79,7 +79,7 @@ def test_loader_reads_a_plain_state_dict_file(tmp_path, backbone, monkeypatch) -
 
 
 def test_a_click_returns_masks_of_the_image_size_with_scores_deterministically(backbone) -> None:
-    image = example_inputs("mask", backbone).image  # 128 x 96, not square: SAM pads and crops back
+    image = example_inputs("mask", backbone).image.resize((128, 96))  # not square: SAM pads and crops back
     segmenter = sam.segmenter(backbone)
     assert segmenter is sam.segmenter(backbone)  # kept, with its image embedding
     assert isinstance(segmenter.sam, Sam) and segmenter.sam is backbone.addon("sam")
@@ -114,5 +114,5 @@ def test_tab_clicks_box_and_use_this_mask(backbone) -> None:
     assert chosen.size == photo.size
     assert np.array_equal(masks.as_bool(chosen), masks.as_bool(masks.dilate(masks.from_bool(candidates[best].mask), 4)))
     canvas = draw_prompts(photo, text, box, chosen)
-    assert canvas.size == (512, 384)  # shown at display size; clicks are read relative to it
+    assert canvas.size == (512, 512 * photo.height // photo.width)  # shown at display size; clicks read relative to it
     assert segment(hub, photo, "[]", "") == []

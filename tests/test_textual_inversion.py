@@ -62,8 +62,9 @@ def test_loss_falls_and_only_the_new_word_is_trained(backbone: Backbone) -> None
     before, values = text_state(backbone), backbone.text_encoder.get_input_embeddings().weight.clone()
     _, info = hub(backbone, inputs, train_steps=15, learning_rate=5e-3)
     # the denoising loss of "<template> <ref>" on 5 fixed (timestep, noise) pairs of the reference's latent;
-    # measured on the tiny backbone (seed 5): 1.03393 -> 1.02473 after 15 steps (1.02396 after 30)
-    assert info["eval loss after"] < info["eval loss before"] - 0.003
+    # measured on the tiny backbone (seed 5): tiny-v2 1.03393 -> 1.02473 after 15 steps; tiny-v3 (SD-shaped, real
+    # CLIP vocabulary) 1.040235 -> 1.037762
+    assert info["eval loss after"] < info["eval loss before"] - 0.001
     assert info["prompt"] == "a photo of <ref>, a house"
     assert_text_encoder_unchanged(backbone, before, values)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from methods.core import borrow, tiny
-from methods.core.addons import get_addon_spec
+from methods.core.addons import AddonSpec, get_addon_spec
 from methods.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,27 +40,79 @@ class Profile:
         return self.name == "tiny"
 
 
-def _hub_has(repo: str, timeout: float = 3.0) -> bool:
-    """True if the base weights are in the local cache, or the hub answers within ``timeout``."""
+class BackboneUnavailable(RuntimeError):
+    """The requested base weights can neither be read from the cache nor downloaded (one sentence for the user)."""
+
+
+def _hub_cached(repo: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(repo, "unet/config.json"), str):
+    return isinstance(try_to_load_from_cache(repo, "unet/config.json"), str)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "True", "yes", "on"}
+
+
+def _hub_has(repo: str, timeout: float = 3.0) -> bool:
+    """True if the base weights are in the local cache, or the hub answers 200 for the repo within ``timeout``
+    (a 401, 404 or 429 is an answer, not access: those count as unreachable)."""
+    if _hub_cached(repo):
         return True
-    if os.environ.get("HF_HUB_OFFLINE", "") in {"1", "true", "True"}:
+    if _offline():
         return False
     try:
         import httpx
 
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-        return httpx.head(f"{endpoint}/api/models/{repo}", timeout=timeout).status_code < 500
+        response = httpx.get(f"{endpoint}/api/models/{repo}", timeout=timeout, follow_redirects=True)
+        return response.status_code == 200
     except Exception:  # noqa: BLE001 - any network failure means "not reachable"
         return False
+
+
+def unavailable_sentence(repo: str) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"The Stable Diffusion 1.5 weights ({repo}) are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+        "and the model hub cannot be reached: download them once where there is network with "
+        "`python -m methods prefetch` (set HF_HOME to persistent storage), or start offline on random weights "
+        "with `--backbone tiny`."
+    )
+
+
+def load_base(location: str, dtype: torch.dtype, variant: str | None) -> Any:
+    """The SD 1.5 pipeline: its UNet, VAE and text encoder each loaded loudly (``load_model``), then the rest."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from methods.core.loading import load_model
+
+    parts = {
+        name: load_model(model_class, location, variant=variant, subfolder=name, dtype=dtype)
+        for name, model_class in (
+            ("unet", UNet2DConditionModel),
+            ("vae", AutoencoderKL),
+            ("text_encoder", CLIPTextModel),
+        )
+    }
+    return StableDiffusionPipeline.from_pretrained(
+        location,
+        **parts,
+        dtype=dtype,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def resolve_profile(requested: str, cache_dir: Path) -> Profile:
     if requested == "tiny":
         return Profile("tiny", str(tiny.ensure_built(cache_dir, "base", tiny.build_base)), "requested")
     if requested == "sd15":
+        if not _hub_has(SD15_ID):
+            raise BackboneUnavailable(unavailable_sentence(SD15_ID))
         return Profile("sd15", SD15_ID, "requested")
     if requested == "auto":
         if _hub_has(SD15_ID):
@@ -70,7 +122,8 @@ def resolve_profile(requested: str, cache_dir: Path) -> Profile:
     return Profile("custom", requested, "requested")
 
 
-def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
+def pick_device(requested: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """The device, and the weights' dtype: float16 on an accelerator and float32 on CPU unless ``dtype`` says."""
     if requested == "auto":
         if torch.cuda.is_available():
             requested = "cuda"
@@ -79,6 +132,8 @@ def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
         else:
             requested = "cpu"
     device = torch.device(requested)
+    if dtype != "auto":
+        return device, getattr(torch, dtype)
     return device, (torch.float16 if device.type in {"cuda", "mps"} else torch.float32)
 
 
@@ -104,30 +159,25 @@ class Backbone:
     """One set of Stable Diffusion 1.5 modules, resident once, shared by every method."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        from diffusers import StableDiffusionPipeline
-
         self.settings = settings or Settings()
-        self.device, self.dtype = pick_device(self.settings.device)
+        self.device, self.dtype = pick_device(self.settings.device, self.settings.dtype)
         requested = self.settings.backbone
         self.profile = resolve_profile(requested, self.settings.cache_dir)
         started = time.perf_counter()
+        # The real repo has half-precision files: read those (half the bytes), cast to our dtype on load.
+        variant = None if self.profile.is_tiny else "fp16"
         try:
-            self.base = StableDiffusionPipeline.from_pretrained(
-                self.profile.location,
-                dtype=self.dtype,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
+            self.base = load_base(self.profile.location, self.dtype, variant)
         except Exception as error:
+            if self.profile.name == "sd15" and isinstance(error, OSError):
+                logger.info("loading %s failed: %s", SD15_ID, error)
+                raise BackboneUnavailable(unavailable_sentence(SD15_ID)) from error
             if requested != "auto" or self.profile.is_tiny:
                 raise
             logger.warning("could not load %s (%s); falling back to the tiny backbone", self.profile.location, error)
             folder = tiny.ensure_built(self.settings.cache_dir, "base", tiny.build_base)
             self.profile = Profile("tiny", str(folder), f"loading {SD15_ID} failed: {error}")
-            self.base = StableDiffusionPipeline.from_pretrained(
-                folder, dtype=self.dtype, safety_checker=None, requires_safety_checker=False
-            )
+            self.base = load_base(str(folder), self.dtype, None)
         self.base.to(self.device)
         self.base.set_progress_bar_config(disable=True)
         for module in (self.unet, self.vae, self.text_encoder):
@@ -215,6 +265,10 @@ class Backbone:
         if self.profile.is_tiny:
             return str(tiny.ensure_built(self.settings.cache_dir, f"addons/{name}", spec.build))
         return spec.repo
+
+    def variant(self, spec: AddonSpec) -> str | None:
+        """The weights variant to read first: the spec's ("fp16") for real checkpoints; the tiny ones have none."""
+        return None if self.profile.is_tiny else spec.variant
 
     def addon(self, name: str) -> Any:
         """Load an add-on at first use, cache it, and evict least-recently-used ones over budget."""

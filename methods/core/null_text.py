@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from methods.core.ddim import Progress, sampling_schedule
+from methods.core.half import FP16_LOSS_SCALE, LossScaler, master
 
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
 # Null-text's MSE is ~1e-5..1e-3 on SD latents: through a float16 UNet its gradients underflow unless the loss
-# is scaled (and the float32 gradient unscaled before Adam), as torch.amp.GradScaler does.
-FP16_LOSS_SCALE = 2.0**16
+# is scaled (methods.core.half); the initial scale is looked up here at each call (a test lowers it).
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def null_text_optimise(
     options = options or NullTextOptions()
     unet = backbone.unet
     dtype = unet.dtype
-    scale = FP16_LOSS_SCALE if dtype == torch.float16 else 1.0
+    scaler = LossScaler(dtype, FP16_LOSS_SCALE)  # one scale for the whole run, as before
     scheduler, steps = sampling_schedule(backbone, num_steps, len(trajectory) - 1)
     cond = prompt_embeds.to(dtype).clone()  # clones: inference-mode tensors cannot be saved for backward
     null = negative_embeds.detach().float().clone()
@@ -79,7 +79,7 @@ def null_text_optimise(
         target = trajectory[index - 1].clone()
         noise_cond = unet(latents.to(dtype), t, encoder_hidden_states=cond).sample.float()
 
-        null = null.detach().clone().requires_grad_(True)
+        null = master(null)
         optimizer = torch.optim.Adam([null], lr=options.learning_rate * (1 - j / (2 * num_steps)))
         threshold = options.threshold(j, num_steps)
         iterations, skipped, initial, fresh, trace = 0, 0, None, None, []
@@ -95,12 +95,10 @@ def null_text_optimise(
                     fresh = noise_uncond.detach()  # the embedding is final: reuse its prediction
                     break
                 optimizer.zero_grad(set_to_none=True)
-                (loss * scale).backward()
-            if not torch.isfinite(null.grad).all():  # fp16 overflow: skip the update, halve the scale
-                scale, skipped = scale / 2, skipped + 1
+                scaler.backward(loss)
+            if not scaler.step(optimizer):  # fp16 overflow: update skipped, scale halved
+                skipped += 1
                 continue
-            null.grad.div_(scale)
-            optimizer.step()
             iterations += 1
         if on_step is not None:
             on_step((j + 1) * inner, len(steps) * inner)

@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DTYPES = {"auto", "float16", "bfloat16", "float32"}
+
 
 def _default_cache() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -28,6 +30,7 @@ class Settings:
     addon_budget_gb: float = 8.0  # add-ons beyond this (estimated) size are evicted, least recently used first
     queue_size: int = 8
     device: str = "auto"  # auto | cuda | mps | cpu
+    dtype: str = "auto"  # auto (float16 on cuda / mps, float32 on cpu) | float16 | bfloat16 | float32
     addon_overrides: dict[str, str] = field(default_factory=dict)  # add-on name -> model id or folder
     # -- bounds for a Space that runs for weeks ---------------------------------------------------------------
     output_dir: Path = field(default_factory=_default_outputs)  # one folder per run (grid PNG + records JSON)
@@ -54,6 +57,7 @@ class Settings:
         parser.add_argument("--addon-budget-gb", type=float, default=float(env.get("HUB_ADDON_BUDGET_GB", 8.0)))
         parser.add_argument("--queue-size", type=int, default=int(env.get("HUB_QUEUE_SIZE", 8)))
         parser.add_argument("--device", default=env.get("HUB_DEVICE", "auto"))
+        parser.add_argument("--dtype", default=env.get("HUB_DTYPE", "auto"), choices=sorted(DTYPES))
         parser.add_argument("--output-dir", default=env.get("HUB_OUTPUT_DIR", str(_default_outputs())))
         parser.add_argument("--keep-runs", type=int, default=int(env.get("HUB_KEEP_RUNS", 200)))
         parser.add_argument("--keep-seconds", type=float, default=float(env.get("HUB_KEEP_SECONDS", 3600)))
@@ -71,6 +75,7 @@ class Settings:
             addon_budget_gb=args.addon_budget_gb,
             queue_size=args.queue_size,
             device=args.device,
+            dtype=args.dtype,
             addon_overrides=overrides,
             output_dir=Path(args.output_dir),
             keep_runs=args.keep_runs,

@@ -22,18 +22,22 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = "tiny-v2"
-TINY_SIZE = 128  # working image size in pixels (latents 16x16)
+TINY_VERSION = "tiny-v3"
+TINY_SIZE = 128  # working image size in pixels (latents 16x16; the UNet's levels 16, 8, 4, 2)
 CROSS_DIM = 32
 SEED = 0
 
+# SD 1.5's UNet topology at small widths: four levels, cross-attention at 1/1, 1/2 and 1/4 of the latent and a
+# plain DownBlock2D at 1/8, two layers per block (three per up block), 8 heads, so the attention layers have
+# the real names and count (16 self + 16 cross) and the size multiple is 64 as for the real model. Only the
+# widths (320, 640, 1280, 1280 -> 32, 32, 64, 64), the context size (768 -> 32) and the groups differ.
 _UNET_BLOCKS = {
-    "block_out_channels": (32, 64),
-    "layers_per_block": 1,
-    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (32, 32, 64, 64),
+    "layers_per_block": 2,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     "cross_attention_dim": CROSS_DIM,
-    "attention_head_dim": 4,
+    "attention_head_dim": 8,
     "norm_num_groups": 8,
 }
 
@@ -42,16 +46,26 @@ def _seeded(offset: int = 0) -> None:
     torch.manual_seed(SEED + offset)
 
 
-def _clip_tokenizer():
-    from transformers import CLIPTokenizer
+def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's byte-pair vocabulary (49 408 tokens) and merges, from the ``bpe_simple_vocab_16e6.txt.gz`` that
+    the open-clip-torch package ships: the same ids and merges as the real SD 1.5 / CLIP tokenizer files."""
+    import gzip
+    from importlib.resources import files
+
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+    text = gzip.decompress(files("open_clip").joinpath("bpe_simple_vocab_16e6.txt.gz").read_bytes()).decode("utf-8")
+    merges = [tuple(line.split()) for line in text.split("\n")[1 : 49152 - 256 - 2 + 1]]
     chars = list(bytes_to_unicode().values())
-    tokens = chars + [c + "</w>" for c in chars]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    tokens = [*chars, *(c + "</w>" for c in chars), *("".join(m) for m in merges), "<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(tokens)}, merges
+
+
+def _clip_tokenizer():
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_bpe()
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
 def tiny_unet(in_channels: int = 4, **extra):
@@ -125,18 +139,21 @@ def build_base(folder: Path) -> None:
 
 def ensure_built(root: Path, name: str, builder) -> Path:
     """Build a tiny component into ``root/name`` once; later calls reuse the folder."""
+    from filelock import FileLock
+
     folder = root / TINY_VERSION / name
     if (folder / ".complete").exists():
         return folder
-    logger.info("building tiny %s in %s", name, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    builder(staging)
-    (staging / ".complete").write_text(json.dumps({"version": TINY_VERSION}))
-    if folder.exists():  # a half-built folder from an interrupted run, or another process won the race
-        shutil.rmtree(folder, ignore_errors=True)
-    try:
+    # One builder at a time across processes (parallel test workers): the others wait, then reuse its folder.
+    with FileLock(str(folder.parent / f".{folder.name}.lock")):
+        if (folder / ".complete").exists():
+            return folder
+        logger.info("building tiny %s in %s", name, folder)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        builder(staging)
+        (staging / ".complete").write_text(json.dumps({"version": TINY_VERSION}))
+        if folder.exists():  # a half-built folder from an interrupted run
+            shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(staging, ignore_errors=True)
     return folder

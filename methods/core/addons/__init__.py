@@ -51,6 +51,18 @@ class AddonSpec:
     build_tiny: str  # "package.module:function", a function writing the tiny weights into a folder
     subfolder: str | None = None
     weight_name: str | None = None
+    variant: str | None = None  # "fp16" where the real repo has half-precision files (loaded first, half the bytes)
+    build_full: str = ""  # "package.module:function" writing the real architecture with seeded random weights
+    # What the loader reads from the repo (for ``python -m methods prefetch``): folders end with "/", "" is the root
+    # folder; empty = the weight file, else the subfolder, else the root.
+    files: tuple[str, ...] = ()
+
+    def download(self) -> tuple[str, ...]:
+        if self.files:
+            return self.files
+        if self.weight_name:
+            return (f"{self.subfolder}/{self.weight_name}" if self.subfolder else self.weight_name,)
+        return (f"{self.subfolder}/" if self.subfolder else "",)
 
     def builder(self) -> Callable[[Path], None]:
         """The tiny builder, imported now."""
@@ -67,9 +79,13 @@ def frozen_model(class_path: str) -> Callable[[str, AddonSpec, Backbone], Any]:
     checkpoint in the backbone's dtype, on its device, in eval mode with gradients off."""
 
     def load(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
+        from methods.core.loading import load_model
+
         module, name = class_path.rsplit(".", 1)
         model_class = getattr(importlib.import_module(module), name)
-        model = model_class.from_pretrained(location, subfolder=spec.subfolder, dtype=backbone.dtype)
+        model = load_model(
+            model_class, location, variant=backbone.variant(spec), subfolder=spec.subfolder, dtype=backbone.dtype
+        )
         return model.to(backbone.device).eval().requires_grad_(False)
 
     return load

@@ -25,6 +25,7 @@ SPECS = (
         "h94/IP-Adapter",
         _weights_file,
         f"{_TINY}:build_ip_adapter",
+        build_full="methods.core.addons.full_adapters:build_ip_adapter",
         subfolder="models",
         weight_name="ip-adapter_sd15.safetensors",
     ),
@@ -34,6 +35,7 @@ SPECS = (
         "TencentARC/t2iadapter_openpose_sd14v1",
         _t2i_adapter,
         f"{_TINY}:build_t2i_adapter_openpose",
+        build_full="methods.core.addons.full_adapters:build_t2i_adapter_openpose",
     ),
     AddonSpec(
         "t2i_adapter_sketch",
@@ -41,6 +43,7 @@ SPECS = (
         "TencentARC/t2iadapter_sketch_sd14v1",
         _t2i_adapter,
         f"{_TINY}:build_t2i_adapter_sketch",
+        build_full="methods.core.addons.full_adapters:build_t2i_adapter_sketch",
     ),
     AddonSpec(
         "t2i_adapter_seg",
@@ -48,5 +51,6 @@ SPECS = (
         "TencentARC/t2iadapter_seg_sd14v1",
         _t2i_adapter,
         f"{_TINY}:build_t2i_adapter_seg",
+        build_full="methods.core.addons.full_adapters:build_t2i_adapter_seg",
     ),
 )

@@ -40,7 +40,9 @@ def _semantic_segmenter(location: str, spec: AddonSpec, backbone: Backbone) -> A
     import torch
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    model = AutoModelForSemanticSegmentation.from_pretrained(location, dtype=torch.float32)
+    from methods.core.loading import load_model
+
+    model = load_model(AutoModelForSemanticSegmentation, location, variant=backbone.variant(spec), dtype=torch.float32)
     return model.to(backbone.device).eval().requires_grad_(False), AutoImageProcessor.from_pretrained(location)
 
 
@@ -51,6 +53,8 @@ SPECS = (
         "lllyasviel/Annotators",
         _openpose,
         f"{_TINY}:build_openpose",
+        build_full="methods.core.addons.full_annotators:build_openpose",
+        files=("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"),
     ),
     AddonSpec(
         "annotator_lineart",
@@ -58,6 +62,8 @@ SPECS = (
         "lllyasviel/Annotators",
         _line_annotator,
         f"{_TINY}:build_annotator_lineart",
+        build_full="methods.core.addons.full_annotators:build_annotator_lineart",
+        files=("sk_model.pth", "sk_model2.pth"),
     ),
     AddonSpec(
         "annotator_hed",
@@ -65,6 +71,8 @@ SPECS = (
         "lllyasviel/Annotators",
         _line_annotator,
         f"{_TINY}:build_annotator_hed",
+        build_full="methods.core.addons.full_annotators:build_annotator_hed",
+        files=("ControlNetHED.pth",),
     ),
     AddonSpec(
         "annotator_pidinet",
@@ -72,6 +80,8 @@ SPECS = (
         "lllyasviel/Annotators",
         _line_annotator,
         f"{_TINY}:build_annotator_pidinet",
+        build_full="methods.core.addons.full_annotators:build_annotator_pidinet",
+        files=("table5_pidinet.pth",),
     ),
     AddonSpec(
         "sam",
@@ -79,6 +89,7 @@ SPECS = (
         "ybelkada/segment-anything",
         _sam,
         f"{_TINY}:build_sam",
+        build_full="methods.core.addons.full_annotators:build_sam",
         weight_name="checkpoints/sam_vit_b_01ec64.pth",
     ),
     AddonSpec(
@@ -87,5 +98,6 @@ SPECS = (
         "openmmlab/upernet-convnext-small",
         _semantic_segmenter,
         f"{_TINY}:build_ade20k_segmenter",
+        build_full="methods.core.addons.full_annotators:build_ade20k_segmenter",
     ),
 )

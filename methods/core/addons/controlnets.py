@@ -15,6 +15,8 @@ SPECS = (
         "lllyasviel/control_v11p_sd15_openpose",
         _controlnet,
         f"{_TINY}:build_controlnet_openpose",
+        build_full="methods.core.addons.full_controlnets:build_controlnet_openpose",
+        variant="fp16",
     ),
     AddonSpec(
         "controlnet_scribble",
@@ -22,6 +24,8 @@ SPECS = (
         "lllyasviel/control_v11p_sd15_scribble",
         _controlnet,
         f"{_TINY}:build_controlnet_scribble",
+        build_full="methods.core.addons.full_controlnets:build_controlnet_scribble",
+        variant="fp16",
     ),
     AddonSpec(
         "controlnet_seg",
@@ -29,6 +33,8 @@ SPECS = (
         "lllyasviel/control_v11p_sd15_seg",
         _controlnet,
         f"{_TINY}:build_controlnet_seg",
+        build_full="methods.core.addons.full_controlnets:build_controlnet_seg",
+        variant="fp16",
     ),
     AddonSpec(
         "controlnet_lineart",
@@ -36,5 +42,7 @@ SPECS = (
         "lllyasviel/control_v11p_sd15_lineart",
         _controlnet,
         f"{_TINY}:build_controlnet_lineart",
+        build_full="methods.core.addons.full_controlnets:build_controlnet_lineart",
+        variant="fp16",
     ),
 )

@@ -19,9 +19,16 @@ def _paint_by_example_encoder(location: str, spec: AddonSpec, backbone: Backbone
     from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
     from transformers import CLIPImageProcessor, CLIPVisionConfig
 
+    from methods.core.loading import load_model
+
     config = CLIPVisionConfig.from_pretrained(location, subfolder=spec.subfolder)
-    model = PaintByExampleImageEncoder.from_pretrained(
-        location, subfolder=spec.subfolder, config=config, dtype=backbone.dtype
+    model = load_model(
+        PaintByExampleImageEncoder,
+        location,
+        variant=backbone.variant(spec),
+        subfolder=spec.subfolder,
+        config=config,
+        dtype=backbone.dtype,
     )
     processor = CLIPImageProcessor.from_pretrained(location, subfolder="feature_extractor")
     return model.to(backbone.device).eval().requires_grad_(False), processor
@@ -30,8 +37,12 @@ def _paint_by_example_encoder(location: str, spec: AddonSpec, backbone: Backbone
 def _clap(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     from transformers import ClapModel, ClapProcessor
 
+    from methods.core.loading import load_model
+
     # CLAP is small and its audio front end is sensitive to half precision: keep it in float32.
-    model = ClapModel.from_pretrained(location).to(backbone.device).eval().requires_grad_(False)
+    model = (
+        load_model(ClapModel, location, variant=backbone.variant(spec)).to(backbone.device).eval().requires_grad_(False)
+    )
     return model, ClapProcessor.from_pretrained(location)
 
 
@@ -42,6 +53,7 @@ SPECS = (
         "h94/IP-Adapter",
         _image_encoder,
         f"{_TINY}:build_ip_adapter_image_encoder",
+        build_full="methods.core.addons.full_encoders:build_ip_adapter_image_encoder",
         subfolder="models/image_encoder",
     ),
     AddonSpec(
@@ -50,7 +62,9 @@ SPECS = (
         "Fantasy-Studio/Paint-by-Example",
         _paint_by_example_encoder,
         f"{_TINY}:build_paint_by_example_image_encoder",
+        build_full="methods.core.addons.full_encoders:build_paint_by_example_image_encoder",
         subfolder="image_encoder",
+        files=("image_encoder/", "feature_extractor/"),
     ),
     AddonSpec(
         "clap",
@@ -58,5 +72,6 @@ SPECS = (
         "laion/clap-htsat-unfused",
         _clap,
         f"{_TINY}:build_clap",
+        build_full="methods.core.addons.full_encoders:build_clap",
     ),
 )

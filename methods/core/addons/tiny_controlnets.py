@@ -1,5 +1,5 @@
-"""Tiny builders for ``controlnets``: ControlNets over the tiny base UNet's blocks, in the root layout of the
-real v1.1 checkpoints."""
+"""Tiny builders for ``controlnets``: ControlNets made from the tiny base UNet (``ControlNetModel.from_unet``, as
+the real ones were initialised from SD's), in the root layout of the real v1.1 checkpoints."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from pathlib import Path
 
 import torch
 
-from methods.core.tiny import _UNET_BLOCKS, _seeded
+from methods.core.tiny import _seeded, tiny_unet
 
 
 def _controlnet(offset: int):
     from diffusers import ControlNetModel
 
+    unet = tiny_unet()
     _seeded(100 + offset)
-    blocks = {k: v for k, v in _UNET_BLOCKS.items() if k != "up_block_types"}
-    model = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 16, 16, 32), **blocks)
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
     # Real ControlNets start from zero convolutions and learn them; random ones must not be zero, or the
     # tiny control would have no effect at all and tests could not see it.
     with torch.no_grad():

@@ -17,7 +17,11 @@ _unet = frozen_model("diffusers.UNet2DConditionModel")
 def _dit(location: str, spec: AddonSpec, backbone: Backbone) -> Any:
     from diffusers import DDIMScheduler, DiTTransformer2DModel
 
-    transformer = DiTTransformer2DModel.from_pretrained(location, subfolder="transformer", dtype=backbone.dtype)
+    from methods.core.loading import load_model
+
+    transformer = load_model(
+        DiTTransformer2DModel, location, variant=backbone.variant(spec), subfolder="transformer", dtype=backbone.dtype
+    )
     scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
     return transformer.to(backbone.device).eval().requires_grad_(False), scheduler
 
@@ -29,7 +33,9 @@ SPECS = (
         "stable-diffusion-v1-5/stable-diffusion-inpainting",
         _unet,
         f"{_TINY}:build_inpaint_unet",
+        build_full="methods.core.addons.full_unets:build_inpaint_unet",
         subfolder="unet",
+        variant="fp16",
     ),
     AddonSpec(
         "gligen_unet",
@@ -37,6 +43,7 @@ SPECS = (
         "masterful/gligen-1-4-generation-text-box",
         _unet,
         f"{_TINY}:build_gligen_unet",
+        build_full="methods.core.addons.full_unets:build_gligen_unet",
         subfolder="unet",
     ),
     AddonSpec(
@@ -45,6 +52,7 @@ SPECS = (
         "masterful/gligen-1-4-inpainting-text-box",
         _unet,
         f"{_TINY}:build_gligen_inpaint_unet",
+        build_full="methods.core.addons.full_unets:build_gligen_inpaint_unet",
         subfolder="unet",
     ),
     AddonSpec(
@@ -53,6 +61,8 @@ SPECS = (
         "facebook/DiT-XL-2-256",
         _dit,
         f"{_TINY}:build_dit",
+        build_full="methods.core.addons.full_unets:build_dit",
+        files=("transformer/", "scheduler/"),
     ),
     AddonSpec(
         "instruct_pix2pix_unet",
@@ -60,6 +70,7 @@ SPECS = (
         "timbrooks/instruct-pix2pix",
         _unet,
         f"{_TINY}:build_instruct_pix2pix_unet",
+        build_full="methods.core.addons.full_unets:build_instruct_pix2pix_unet",
         subfolder="unet",
     ),
     AddonSpec(
@@ -68,6 +79,7 @@ SPECS = (
         "Fantasy-Studio/Paint-by-Example",
         _unet,
         f"{_TINY}:build_paint_by_example_unet",
+        build_full="methods.core.addons.full_unets:build_paint_by_example_unet",
         subfolder="unet",
     ),
 )
