@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from methods.core.tiny import _clip_tokenizer, _seeded
+from methods.core.tiny import _seeded, clip_tokenizer
 
 
 def build_metric_clip(folder: Path) -> None:
     """CLIPModel + CLIPProcessor in the root layout of openai/clip-vit-large-patch14."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,

@@ -24,6 +24,7 @@ from methods.core.addons import (
     full_unets,
     get_addon_spec,
 )
+from methods.core.tiny import clip_tokenizer as fullsize_tokenizer
 
 IP_REPO, IP_FILE = "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors"
 SKETCH_REPO = "TencentARC/t2iadapter_sketch_sd14v1"
@@ -164,7 +165,7 @@ def test_base_has_the_real_sd15_configs(tmp_path: Path) -> None:
     assert (unet.config.cross_attention_dim, unet.config.sample_size, unet.config.layers_per_block) == (768, 64, 2)
     assert len(unet.attn_processors) == 32
     assert full_adapters.ip_adapter_layers(unet) == SD15_CROSS_ATTENTION
-    assert len(fullsize.clip_tokenizer()) == 49408
+    assert len(fullsize_tokenizer()) == 49408
 
 
 def test_addons_have_their_real_configs() -> None:

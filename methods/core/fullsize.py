@@ -281,26 +281,18 @@ class Writer:
 
 
 # -- the base model ----------------------------------------------------------------------------------------------
-def clip_tokenizer() -> Any:
-    """SD 1.5's tokenizer: CLIP's real byte-pair vocabulary and merges (``tiny.clip_bpe``), 77 tokens."""
-    from transformers import CLIPTokenizer
-
-    from methods.core.tiny import clip_bpe
-
-    vocab, merges = clip_bpe()
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="<|endoftext|>")
-
-
 def build_base(folder: Path, writer: Writer) -> None:
     """stable-diffusion-v1-5/stable-diffusion-v1-5 as ``StableDiffusionPipeline.save_pretrained`` writes it with
     no safety checker (model_index.json, unet, vae, text_encoder, tokenizer, scheduler)."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from methods.core.tiny import clip_tokenizer
+
     pipe = StableDiffusionPipeline(
         vae=writer.build(lambda: AutoencoderKL.from_config(vae_config()), seed=2),
         text_encoder=writer.build(lambda: CLIPTextModel(CLIPTextConfig(**text_encoder_config())), seed=1),
-        tokenizer=clip_tokenizer(),
+        tokenizer=clip_tokenizer(),  # CLIP's real vocabulary and merges, as the tiny base
         unet=writer.build(sd15_unet, seed=4),
         scheduler=PNDMScheduler.from_config(scheduler_config()),
         safety_checker=None,

@@ -61,7 +61,8 @@ def clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {token: i for i, token in enumerate(tokens)}, merges
 
 
-def _clip_tokenizer():
+def clip_tokenizer():
+    """SD 1.5's tokenizer: CLIP's real vocabulary and merges, 77 tokens (the tiny and the full-size profiles)."""
     from transformers import CLIPTokenizer
 
     vocab, merges = clip_bpe()
@@ -82,7 +83,7 @@ def build_base(folder: Path) -> None:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     _seeded(1)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
