@@ -87,10 +87,22 @@ class Settings:
         )
 
 
+class _OfflineByRequest:
+    """Drops huggingface_hub's fallback notice when the Hub is unreachable only because offline mode was asked for."""
+
+    def filter(self, record: object) -> bool:
+        import logging
+
+        assert isinstance(record, logging.LogRecord)
+        return "offline mode is enabled" not in record.getMessage()
+
+
 def quiet_libraries() -> None:
     """Keep diffusers / transformers to errors: from_pipe warns on every pipeline it builds. Also silence the
     libraries' own deprecation notices (timm's moved modules, diffusers' decode_latents, controlnet_aux's
-    re-registered TinyViT models), which say nothing a user of the hub can act on."""
+    re-registered TinyViT models, diffusers' ``local_dir_use_symlinks``), which say nothing a user of the hub can act
+    on, and huggingface_hub's "could not reach the Hub" for a start that asked to be offline (HF_HUB_OFFLINE=1)."""
+    import logging
     import warnings
 
     from diffusers.utils import logging as diffusers_logging
@@ -99,6 +111,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r"Overwriting tiny_vit.*", category=UserWarning)
     warnings.filterwarnings("ignore", message=r".*mediapipe.*", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r".*local_dir_use_symlinks.*", category=UserWarning)
+    hub_logger = logging.getLogger("huggingface_hub.hf_api")
+    if not any(isinstance(f, _OfflineByRequest) for f in hub_logger.filters):
+        hub_logger.addFilter(_OfflineByRequest())
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.set_verbosity_error()
