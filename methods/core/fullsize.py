@@ -341,7 +341,9 @@ def fake_commit(repo: str) -> str:
 
 
 def repo_folder(cache: Path, repo: str) -> Path:
-    return cache / f"models--{repo.replace('/', '--')}"
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache / repo_folder_name(repo_id=repo, repo_type="model")
 
 
 def snapshot(cache: Path, repo: str) -> Path | None:
@@ -378,11 +380,9 @@ def _files(folder: Path) -> dict[Path, tuple[int, int]]:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError
+    from tqdm import tqdm
+
+    return tqdm.format_sizeof(n, "B", 1024)
 
 
 @dataclass

@@ -8,10 +8,11 @@ Gradients then flow back through the float16 / bfloat16 modules and arrive in fl
 they underflow on the way: SD's denoising MSE averages over 16k latent values per image, so each output gradient
 is ~1e-5..1e-4 and smaller further back (float16's normals end at 6e-5, its subnormals at 6e-8).
 :class:`LossScaler` therefore multiplies the loss by S (2^16 unless a method's loss calls for less) before
-``backward`` and divides the float32 gradients by S before the optimizer step; a step whose gradients overflowed
-(inf / NaN) is skipped and S halved, and S doubles after ``growth_interval`` clean steps (``torch.amp.GradScaler``'s
-rule). bfloat16 has float32's exponent range and float32 needs nothing: there S is 1 and ``backward`` / ``step``
-are the plain calls, bit for bit; a non-finite gradient still skips the step.
+``backward`` and divides the float32 gradients by S before the optimizer step, skipping a step whose gradients
+overflowed (inf / NaN), halving S then and doubling it after ``growth_interval`` clean steps: that is
+``torch.amp.GradScaler``, which it drives, adding the master check, a skipped step's cleared gradients and the count
+of skipped steps for a method's report. bfloat16 has float32's exponent range and float32 needs nothing: there S is
+1 and ``backward`` / ``step`` are the plain calls, bit for bit; a non-finite gradient still skips the step.
 """
 
 from __future__ import annotations
@@ -40,42 +41,51 @@ def make_master(parameters: Iterable[torch.nn.Parameter]) -> list[torch.nn.Param
 
 
 class LossScaler:
-    """``backward(loss)`` then ``step(optimizer)``: the loss scaled for a float16 forward (see the module
-    docstring), the gradients unscaled on the float32 masters, a non-finite step skipped."""
+    """``backward(loss)`` then ``step(optimizer)``: the loss scaled for a float16 forward by ``torch.amp.GradScaler``
+    (see the module docstring), the gradients unscaled on the float32 masters, a non-finite step skipped."""
 
     def __init__(
         self, dtype: torch.dtype, init_scale: float = FP16_LOSS_SCALE, growth_interval: int = GROWTH_INTERVAL
     ) -> None:
         self.enabled = dtype == torch.float16
-        self.scale = float(init_scale) if self.enabled else 1.0
-        self.growth_interval = growth_interval
+        self._init_scale, self._growth_interval = float(init_scale), growth_interval
+        self._amp: torch.amp.GradScaler | None = None  # made at the first backward, on the loss's device
         self.skipped = 0  # steps dropped for non-finite gradients
-        self._clean = 0  # steps since the scale last changed
+
+    @property
+    def scale(self) -> float:
+        if not self.enabled:
+            return 1.0
+        return self._amp.get_scale() if self._amp is not None else self._init_scale
 
     def backward(self, loss: torch.Tensor) -> None:
-        (loss * self.scale if self.enabled else loss).backward()
+        if not self.enabled:
+            loss.backward()
+            return
+        if self._amp is None:
+            self._amp = torch.amp.GradScaler(
+                loss.device.type, init_scale=self._init_scale, growth_interval=self._growth_interval
+            )
+        self._amp.scale(loss).backward()
 
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
         """Unscale the gradients and step; False (no step, gradients cleared, S halved) if any is inf / NaN."""
         parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if any(p.dtype != torch.float32 for p in parameters):
             raise TypeError("optimise float32 master copies (methods.core.half.master), not half-precision tensors")
-        grads = [p.grad for p in parameters]
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        if self._amp is not None and parameters:
+            before = self._amp.get_scale()
+            self._amp.step(optimizer)
+            self._amp.update()
+            stepped = self._amp.get_scale() >= before  # GradScaler lowers the scale only for a skipped step
+        else:
+            stepped = all(bool(torch.isfinite(p.grad).all()) for p in parameters)
+            if stepped:
+                optimizer.step()
+        if not stepped:
             optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
-            self._clean = 0
-            if self.enabled:
-                self.scale /= 2
-            return False
-        if self.enabled:
-            for grad in grads:
-                grad.div_(self.scale)
-            self._clean += 1
-            if self._clean >= self.growth_interval:
-                self.scale, self._clean = self.scale * 2, 0
-        optimizer.step()
-        return True
+        return stepped
 
     def report(self) -> dict[str, float | int]:
         """For a method's info: the final scale and the skipped steps (empty where no scaling is done)."""

@@ -91,10 +91,6 @@ def select(files: dict[str, int], entries: Iterable[str], variant: str | None) -
     return chosen
 
 
-def _size(n: float) -> str:
-    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m methods prefetch", description=__doc__.splitlines()[0])
     parser.add_argument("--tabs", default=None, help="comma-separated tab names (default: every tab)")
@@ -116,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         files = {s.rfilename: int(s.size or 0) for s in info.siblings or ()}
         picked = select(files, wanted.entries, wanted.variant)
         total = sum(picked.values())
-        print(f"{wanted.repo:<50} {len(picked):>3} files {_size(total):>10}  for {', '.join(wanted.addons)}")
+        shown = tqdm.format_sizeof(total, "B", 1024)
+        print(f"{wanted.repo:<50} {len(picked):>3} files {shown:>10}  for {', '.join(wanted.addons)}")
         todo.extend((wanted.repo, name, size) for name, size in picked.items())
     total = sum(size for *_, size in todo)
-    print(f"total: {len(todo)} files, {_size(total)}")
+    print(f"total: {len(todo)} files, {tqdm.format_sizeof(total, 'B', 1024)}")
     if args.dry_run:
         return 0
     with tqdm(total=total, unit="B", unit_scale=True, desc="prefetch") as bar:

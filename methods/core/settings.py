@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -87,13 +88,10 @@ class Settings:
         )
 
 
-class _OfflineByRequest:
+class _OfflineByRequest(logging.Filter):
     """Drops huggingface_hub's fallback notice when the Hub is unreachable only because offline mode was asked for."""
 
-    def filter(self, record: object) -> bool:
-        import logging
-
-        assert isinstance(record, logging.LogRecord)
+    def filter(self, record: logging.LogRecord) -> bool:
         return "offline mode is enabled" not in record.getMessage()
 
 
@@ -102,7 +100,6 @@ def quiet_libraries() -> None:
     libraries' own deprecation notices (timm's moved modules, diffusers' decode_latents, controlnet_aux's
     re-registered TinyViT models, diffusers' ``local_dir_use_symlinks``), which say nothing a user of the hub can act
     on, and huggingface_hub's "could not reach the Hub" for a start that asked to be offline (HF_HUB_OFFLINE=1)."""
-    import logging
     import warnings
 
     from diffusers.utils import logging as diffusers_logging

@@ -14,6 +14,8 @@ def build_ip_adapter(folder: Path) -> None:
     """IP-Adapter weights with the original key layout: image_proj.* and ip_adapter.<i>.to_{k,v}_ip."""
     from safetensors.torch import save_file
 
+    from methods.core.addons.full_adapters import ip_adapter_layers
+
     _seeded(201)
     unet = tiny_unet()
     image_embed_dim, tokens = 32, 4
@@ -23,24 +25,11 @@ def build_ip_adapter(folder: Path) -> None:
         "image_proj.norm.weight": torch.ones(CROSS_DIM),
         "image_proj.norm.bias": torch.zeros(CROSS_DIM),
     }
-    key_id = 1
-    for name in unet.attn_processors:
-        if name.endswith("attn1.processor"):
-            continue
-        hidden = _hidden_size(unet, name)
-        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
-        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
-        key_id += 2
+    for i, hidden in enumerate(ip_adapter_layers(unet)):  # keys 1, 3, ..., 31: the cross-attention processors
+        tensors[f"ip_adapter.{2 * i + 1}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
+        tensors[f"ip_adapter.{2 * i + 1}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.05
     (folder / "models").mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "models" / "ip-adapter_sd15.safetensors"))
-
-
-def _hidden_size(unet, name: str) -> int:
-    channels = unet.config.block_out_channels
-    if name.startswith("mid_block"):
-        return channels[-1]
-    block_id = int(name.split(".")[1])
-    return channels[::-1][block_id] if name.startswith("up_blocks") else channels[block_id]
 
 
 def _t2i_adapter(in_channels: int, seed: int, num_res_blocks: int = 2):
