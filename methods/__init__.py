@@ -52,9 +52,11 @@ from methods import seg_region_edit  # noqa: F401
 
 # layout
 from methods import gligen  # noqa: F401
+from methods import multidiffusion  # noqa: F401
 
 # drag
 from methods import drag_diffusion  # noqa: F401
+from methods import drag_diffusion_lora  # noqa: F401
 
 # audio
 from methods import clap_sdedit  # noqa: F401

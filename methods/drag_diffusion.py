@@ -9,8 +9,9 @@ code) pulls the content one step towards g_i, plus lambda ||(z_{t-1} - sg(z_{t-1
 DDIM prediction to keep the area outside the mask M. *Point tracking* then moves each handle to the nearest
 neighbour, within r2, of the original handle's feature F0(h_i^0); points within 2 feature px of their target stop.
 Finally z_t is denoised with DDIM, blending the inversion latents of the same step in outside the mask.
-Omitted (training-free variant): the paper's LoRA fine-tuning on the photo and its reference-latent control
-(self-attention to the source). Guidance is 1 throughout, as in the paper; the tab's guidance scale is unused.
+The paper's LoRA fine-tuning on the photo is the separate entry ``drag_diffusion_lora`` (test-time
+fine-tuning); omitted in both: its reference-latent control (self-attention to the source). Guidance is 1
+throughout, as in the paper; the tab's guidance scale is unused.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class DragDiffusion(Method):
             )
         steps = max(1, inputs.steps)
         level = max(1, round(params["inversion_strength"] * steps))
-        total = 2 * level + params["iterations"]
+        total = planned_steps(inputs, params)
 
         factor = backbone.vae_scale_factor
         editable = _latent_mask(inputs.mask, (image.height // factor, image.width // factor), backbone.device)
@@ -136,6 +137,12 @@ class DragDiffusion(Method):
             Drag((round(c), round(r)), d.target) for (r, c), d in zip(tracked_px.tolist(), inputs.drags, strict=True)
         ]
         return MethodOutput(output, info=report, extras=[(draw_drags(output, moved, inputs.mask), "tracked handles")])
+
+
+def planned_steps(inputs: EditInputs, params: dict[str, Any]) -> int:
+    """The progress steps of one run: inversion, latent optimisation, denoising."""
+    level = max(1, round(params["inversion_strength"] * max(1, inputs.steps)))
+    return 2 * level + params["iterations"]
 
 
 def optimise_latent(

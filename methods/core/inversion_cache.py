@@ -7,6 +7,7 @@ import hashlib
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import torch
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -74,4 +75,21 @@ def image_digest(image: Image.Image) -> str:
 def processors_key(backbone: Backbone) -> int:
     # The UNet's attention processors are part of the key: an inversion made while a method has patched
     # them (an adapter, a controller) must not be served to a method running the plain UNet.
-    return hash(tuple(sorted((name, id(p)) for name, p in backbone.unet.attn_processors.items())))
+    # So are its adapters' weights: a LoRA tuned on the photo (DragDiffusion's) changes the UNet without touching
+    # a processor, and two LoRAs with the same name and shapes differ only in their values.
+    unet = backbone.unet
+    processors = tuple(sorted((name, id(p)) for name, p in unet.attn_processors.items()))
+    if not getattr(unet, "peft_config", None):
+        return hash(processors)
+    with torch.no_grad():
+        adapters = tuple(
+            (name, float(p.double().sum()), float(p.double().abs().sum()))
+            for name, p in unet.named_parameters()
+            if "lora_" in name
+        )
+    scales = tuple(
+        (name, tuple(sorted(module.scaling.items())))
+        for name, module in unet.named_modules()
+        if isinstance(getattr(module, "scaling", None), dict)
+    )
+    return hash((processors, adapters, scales))

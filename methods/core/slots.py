@@ -47,6 +47,15 @@ class Drag:
     target: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class RegionPair:
+    """A handle region to move onto a target region: two boxes (x0, y0, x1, y1) in pixels of the working image,
+    x1 / y1 exclusive. Region-based drag methods (RegionDrag) map the handle region onto the target one."""
+
+    handle: tuple[int, int, int, int]
+    target: tuple[int, int, int, int]
+
+
 @dataclass
 class Audio:
     waveform: np.ndarray  # mono float32 in [-1, 1]
@@ -102,7 +111,7 @@ class Slot:
         return value
 
     def empty(self) -> Any:
-        return [] if self.kind in {"boxes", "drags"} else "" if self.kind == "text" else None
+        return [] if self.kind in {"boxes", "drags", "regions"} else "" if self.kind == "text" else None
 
     def example_value(self, scene: Scene) -> Any:
         if self.example is None:
@@ -116,6 +125,7 @@ VALUE_TYPES: dict[str, type | tuple[type, ...]] = {
     "text": str,
     "boxes": list,
     "drags": list,
+    "regions": list,
     "audio": Audio,
     "class": int,
 }
@@ -153,6 +163,14 @@ def _boxes(scene: Scene) -> list[Box]:
 def _drags(scene: Scene) -> list[Drag]:
     width, height = scene.size
     return [Drag((int(width * 0.35), int(height * 0.55)), (int(width * 0.55), int(height * 0.55)))]
+
+
+def _regions(scene: Scene) -> list[RegionPair]:
+    """The example drag as regions: a square around the handle moved onto the same square around the target."""
+    width, height = scene.size
+    side = max(8, min(width, height) // 6)
+    hx, hy, tx, ty = int(width * 0.35), int(height * 0.55), int(width * 0.55), int(height * 0.55)
+    return [RegionPair((hx - side, hy - side, hx + side, hy + side), (tx - side, ty - side, tx + side, ty + side))]
 
 
 def _audio(scene: Scene) -> Audio:
@@ -203,6 +221,13 @@ CONDITION_MAP = Slot("control_image", "image", "Condition map", "a condition map
 REFERENCE = Slot("reference", "image", "Reference image", "a reference image", _reference)
 BOXES = Slot("boxes", "boxes", "Layout boxes", "at least one box with a phrase", _boxes)
 DRAGS = Slot("drags", "drags", "Drag points", "at least one handle → target point pair", _drags)
+REGIONS = Slot(
+    "region_pairs",
+    "regions",
+    "Drag regions",
+    "at least one handle region → target region pair (or drag points to make them from)",
+    _regions,
+)
 AUDIO = Slot("audio", "audio", "Sound clip", "an audio clip", _audio)
 SOURCE_CLASS = Slot("source_class", "class", "Source class", "a source class", lambda scene: 449)  # boathouse
 TARGET_CLASS = Slot("target_class", "class", "Target class", "a target class", lambda scene: 497)  # church

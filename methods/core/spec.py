@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from PIL import Image
 
 from methods.core.limits import InputError, finite_number, shown
-from methods.core.slots import IMAGE, Audio, Box, Drag, EditInputs, Slot
+from methods.core.slots import IMAGE, Audio, Box, Drag, EditInputs, RegionPair, Slot
 
-__all__ = ["Audio", "Box", "Drag", "EditInputs", "InputError", "Slot"]  # re-exported: the types a method reads
+__all__ = ["Audio", "Box", "Drag", "EditInputs", "InputError", "RegionPair", "Slot"]  # re-exported
 
 if TYPE_CHECKING:
     import torch
