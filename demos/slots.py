@@ -9,6 +9,7 @@ slot's value, after the tab's own ``build_inputs`` (so the source photo and cond
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from demos.widgets import (
     dump,
     editor_background,
     editor_layers,
+    for_display,
     mask_editor,
     mask_from,
     parse_json_list,
@@ -31,11 +33,11 @@ from demos.widgets import (
 )
 from methods.core import masks
 from methods.core.images import binary_mask, load_image, mask_overlay
-from methods.core.limits import MAX_CLICKS
+from methods.core.limits import MAX_CLICKS, MAX_DRAG_PAIRS, at_most
 from methods.core.pose import DEFAULT_KEYPOINTS, render_pose
 from methods.core.segmap import ADE20K_CLASSES
 from methods.core.segmenter import SegMap, class_mask, region_at
-from methods.core.slots import MAP_REGION, MASK, SECOND_POSE, EditInputs, Slot
+from methods.core.slots import MAP_REGION, MASK, REGIONS, SECOND_POSE, EditInputs, RegionPair, Slot
 from methods.core.spec import Condition, InputError
 
 if TYPE_CHECKING:
@@ -284,3 +286,84 @@ def _region_read(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> Image.
 
 
 register_widget(MAP_REGION, SlotWidget(_region_build, _region_read))
+
+
+# -- drag regions: a handle rectangle and its target rectangle, four clicks a pair ---------------------------
+REGIONS_EXAMPLE = "[[0.2, 0.4, 0.4, 0.6, 0.5, 0.4, 0.7, 0.6]] (handle x0, y0, x1, y1, then target x0, y0, x1, y1; 0..1)"
+
+
+def parse_region_pairs(text: str | None, size: tuple[int, int]) -> list[RegionPair]:
+    """Region pairs in relative coordinates -> pixels of an image of ``size`` (corners in any order)."""
+    width, height = size
+    pairs = []
+    for number, item in enumerate(parse_json_list(text, "drag regions", REGIONS_EXAMPLE), start=1):
+        if not (isinstance(item, list) and len(item) == 8):
+            raise InputError(f"Each drag region pair is eight numbers, e.g. {REGIONS_EXAMPLE}.")
+        values = [relative(v, "drag regions", REGIONS_EXAMPLE) for v in item]
+        boxes = []
+        for x0, y0, x1, y1 in (values[:4], values[4:]):
+            left, right = math.floor(min(x0, x1) * width), math.ceil(max(x0, x1) * width)
+            top, bottom = math.floor(min(y0, y1) * height), math.ceil(max(y0, y1) * height)
+            if right - left < 2 or bottom - top < 2:
+                raise InputError(f"A region of drag region pair {number} is too thin; click corners further apart.")
+            boxes.append((left, top, right, bottom))
+        pairs.append(RegionPair(boxes[0], boxes[1]))
+    at_most(pairs, MAX_DRAG_PAIRS, "drag region pairs")
+    return pairs
+
+
+def _regions_build(hub: Hub, condition: Condition, primary: Widgets) -> Widgets:
+    from methods.core.drag_regions import draw_regions
+
+    with gr.Row():
+        canvas = gr.Image(
+            type="pil",
+            interactive=False,
+            label="Click 4 corners a pair: two for the handle region (red), two for its target (blue)",
+            elem_id=f"{condition}-regions",
+            height=320,
+        )
+        with gr.Column():
+            text = gr.Textbox(value="[]", lines=2, label="Drag regions (JSON)", info=REGIONS_EXAMPLE)
+            clear = gr.Button("Clear regions")
+    corners = gr.State([])
+    source = primary.get("image") or gr.State(None)
+
+    def preview(value: str, photo: Any) -> Any:
+        if photo is None:
+            return None
+        photo = hub.source_image(photo)
+        shown = for_display(photo)
+        try:
+            pairs = parse_region_pairs(value, shown.size)
+        except InputError:
+            pairs = []
+        return draw_regions(shown, pairs)
+
+    def add_corner(value: str, pending: list[float], photo: Any, evt: gr.SelectData) -> tuple[str, list[float]]:
+        if photo is None:
+            raise gr.Error("Upload a photo first.")
+        x, y = relative_click(evt, display_size(hub.source_image(photo).size))
+        pending = [*pending, round(x, 4), round(y, 4)]
+        if len(pending) < 8:
+            return value, pending
+        items = parse_json_list(value, "drag regions", REGIONS_EXAMPLE)
+        return dump([*items, pending]), []
+
+    for trigger in (text.change, source.change):
+        on_draw(trigger, preview, [text, source], canvas)
+    on_draw(canvas.select, add_corner, [text, corners, source], [text, corners])
+    on_draw(clear.click, lambda: ("[]", []), None, [text, corners])
+    return {"region_pairs": text}
+
+
+def _regions_read(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> list[RegionPair] | None:
+    if inputs.image is None:
+        return None
+    pairs = parse_region_pairs(values.get("region_pairs"), inputs.image.size)
+    if pairs:
+        inputs.captions.append(f"{len(pairs)} drag region pair(s)")
+    return pairs or None
+
+
+register_widget(REGIONS, SlotWidget(_regions_build, _regions_read))

@@ -57,6 +57,9 @@ from methods import multidiffusion  # noqa: F401
 # drag
 from methods import drag_diffusion  # noqa: F401
 from methods import drag_diffusion_lora  # noqa: F401
+from methods import sde_drag  # noqa: F401
+from methods import region_drag  # noqa: F401
+from methods import dragon_diffusion  # noqa: F401
 
 # audio
 from methods import clap_sdedit  # noqa: F401

@@ -16,18 +16,16 @@ throughout, as in the paper; the tab's guidance scale is unused.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
-from PIL import Image
 
 from methods.core.ddim import ddim_sample
 from methods.core.drag import DecoderFeatures, motion_losses, track_points
+from methods.core.drag_regions import editable_cells, validated_drags
 from methods.core.half import LossScaler, master
 from methods.core.images import draw_drags
 from methods.core.inversion import invert_image
@@ -91,7 +89,7 @@ class DragDiffusion(Method):
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, image = ctx.backbone, inputs.image
-        handles_px, targets_px = _validated_points(inputs.drags, image.size)
+        handles_px, targets_px = drag_points(inputs.drags, image.size)
         work = params["iterations"] * len(inputs.drags)
         if work > MAX_DRAG_POINT_ITERATIONS:  # each iteration is a UNet forward + backward, each pair a patch loss
             raise InputError(
@@ -103,7 +101,7 @@ class DragDiffusion(Method):
         total = planned_steps(inputs, params)
 
         factor = backbone.vae_scale_factor
-        editable = _latent_mask(inputs.mask, (image.height // factor, image.width // factor), backbone.device)
+        editable = editable_cells(inputs.mask, (image.height // factor, image.width // factor), backbone.device)
 
         # 1. invert the photo (guidance 1) to the chosen level
         inversion = invert_image(
@@ -226,28 +224,9 @@ def optimise_latent(
     return z.detach(), report
 
 
-def _validated_points(drags: list[Drag], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def drag_points(drags: list[Drag], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Handles and targets as (row, col) float tensors in pixels; InputError for unusable drags."""
-    if not drags:
-        raise InputError("Add at least one drag: click a handle point, then the target it should move to.")
-    width, height = size
-    for drag in drags:
-        for x, y in (drag.handle, drag.target):
-            if not (0 <= x < width and 0 <= y < height):
-                raise InputError(f"Drag point ({x}, {y}) lies outside the {width}x{height} image; move it onto it.")
-    if all(math.dist(d.handle, d.target) == 0 for d in drags):
-        raise InputError("Every drag ends where it starts; place each target away from its handle.")
+    drags = validated_drags(drags, size)
     handles = torch.tensor([(d.handle[1], d.handle[0]) for d in drags], dtype=torch.float32)
     targets = torch.tensor([(d.target[1], d.target[0]) for d in drags], dtype=torch.float32)
     return handles, targets
-
-
-def _latent_mask(mask: Image.Image | None, size: tuple[int, int], device: torch.device) -> torch.Tensor | None:
-    """M on the latent grid (a cell is editable if any pixel in it is); None = the whole image is editable."""
-    if mask is None:
-        return None
-    pixels = torch.from_numpy(np.asarray(mask.convert("L")) > 127)
-    if not bool(pixels.any()):
-        raise InputError("The mask is empty: paint the region that may change, or clear the mask to edit everywhere.")
-    cells = F.adaptive_max_pool2d(pixels.float()[None, None], size)
-    return None if bool(cells.all()) else cells.to(device)

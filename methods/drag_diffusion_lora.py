@@ -21,12 +21,13 @@ from typing import Any
 
 from diffusers import DDPMScheduler
 
+from methods.core.drag_regions import editable_cells
 from methods.core.finetune import Reconstruction, lora_adapter, loss_trend, optimise
 from methods.core.half import LossScaler
 from methods.core.latents import encode_image, encode_prompt
 from methods.core.registry import register
 from methods.core.spec import EditInputs, FloatParam, IntParam, MethodOutput, Paper, RunContext, Strategy
-from methods.drag_diffusion import DragDiffusion, _latent_mask, _validated_points, planned_steps
+from methods.drag_diffusion import DragDiffusion, drag_points, planned_steps
 
 ADAPTER = "drag_diffusion"
 
@@ -53,9 +54,9 @@ class DragDiffusionLoRA(DragDiffusion):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. refuse unusable drags and masks before the costly tuning
         backbone, unet = ctx.backbone, ctx.backbone.unet
-        _validated_points(inputs.drags, inputs.image.size)
+        drag_points(inputs.drags, inputs.image.size)
         factor = backbone.vae_scale_factor
-        _latent_mask(inputs.mask, (inputs.image.height // factor, inputs.image.width // factor), backbone.device)
+        editable_cells(inputs.mask, (inputs.image.height // factor, inputs.image.width // factor), backbone.device)
         drag_params = {param.name: params[param.name] for param in DragDiffusion.params}
         tuning = params["lora_steps"]
         total = tuning + planned_steps(inputs, drag_params)

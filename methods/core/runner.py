@@ -8,6 +8,7 @@ request never holds the GPU longer than the budget (plus one step).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -83,6 +84,8 @@ def _format_info(info: dict[str, Any]) -> str:
 def _summary(value: Any) -> Any:
     if isinstance(value, Image.Image):
         return {"size": list(value.size)}
+    if isinstance(value, list) and all(dataclasses.is_dataclass(item) for item in value):  # e.g. region pairs
+        return [dataclasses.asdict(item) for item in value]
     return value if isinstance(value, str | int | float) else str(value)
 
 
