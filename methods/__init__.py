@@ -53,6 +53,8 @@ from methods import seg_region_edit  # noqa: F401
 # layout
 from methods import gligen  # noqa: F401
 from methods import multidiffusion  # noqa: F401
+from methods import layout_guidance  # noqa: F401
+from methods import boxdiff  # noqa: F401
 
 # drag
 from methods import drag_diffusion  # noqa: F401

@@ -23,11 +23,11 @@ from diffusers import StableDiffusionGLIGENPipeline
 from diffusers.models.attention import GatedSelfAttentionDense
 from PIL import Image
 
+from methods.core.box_attention import check_layout_boxes
 from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
-    Box,
     ChoiceParam,
     Condition,
     EditInputs,
@@ -43,7 +43,6 @@ from methods.core.spec import (
 logger = logging.getLogger(__name__)
 
 GENERATE, EDIT = "generate", "edit inside boxes"
-MAX_BOXES = 30  # the pipeline's (and the checkpoints') limit on grounding tokens
 
 
 @register
@@ -79,7 +78,7 @@ class GLIGEN(Method):
         edit = params["mode"] == EDIT
         if edit and inputs.image is None:
             raise InputError("GLIGEN's edit mode needs a source image: upload one, or switch the mode to generate.")
-        boxes = check_boxes(inputs.boxes)
+        boxes = check_layout_boxes(inputs.boxes)  # at most 16 (the checkpoints ground 30)
         phrases = [box.phrase.strip() for box in boxes]
         prompt = inputs.prompt.strip() or ", ".join(phrases)
         info: dict[str, Any] = {"mode": params["mode"]}
@@ -132,18 +131,6 @@ def _output_size(ctx: RunContext, inputs: EditInputs) -> tuple[int, int]:
     if inputs.image is not None:
         return inputs.image.size
     return ctx.backbone.size, ctx.backbone.size
-
-
-def check_boxes(boxes: list[Box]) -> list[Box]:
-    """Boxes with a phrase and ordered corners inside the image; InputError otherwise."""
-    if len(boxes) > MAX_BOXES:
-        raise InputError(f"GLIGEN grounds at most {MAX_BOXES} boxes; you gave {len(boxes)}. Remove some.")
-    for i, box in enumerate(boxes, start=1):
-        if not box.phrase.strip():
-            raise InputError(f"Box {i} has no phrase: type what should appear in it.")
-        if not (0.0 <= box.x0 < box.x1 <= 1.0 and 0.0 <= box.y0 < box.y1 <= 1.0):
-            raise InputError(f"Box {i} ({box.phrase!r}) must have 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1.")
-    return boxes
 
 
 @contextmanager

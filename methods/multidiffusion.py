@@ -24,6 +24,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 
+from methods.core.box_attention import check_layout_boxes
 from methods.core.ddim import sampling_schedule
 from methods.core.images import draw_boxes
 from methods.core.inversion import invert_image
@@ -44,7 +45,6 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-from methods.gligen import check_boxes
 
 AUTO, GENERATE, EDIT = "auto", "generate", "edit photo"
 
@@ -109,7 +109,7 @@ class MultiDiffusionRegions(Method):
         edit = params["mode"] == EDIT or (params["mode"] == AUTO and inputs.image is not None)
         if edit and inputs.image is None:
             raise InputError("MultiDiffusion's edit mode needs a source photo: upload one, or choose generate.")
-        boxes = check_boxes(inputs.boxes)
+        boxes = check_layout_boxes(inputs.boxes)
         width, height = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
         factor = backbone.vae_scale_factor
         masks = region_masks(boxes, (height // factor, width // factor), backbone.device)

@@ -75,9 +75,14 @@ def test_a_word_added_by_a_method_is_removed_after_the_run(backbone, adds_a_word
     adds_a_word.fail = fail
     before, values = text_state(backbone), backbone.text_encoder.get_input_embeddings().weight.clone()
     assert WORD not in backbone.tokenizer.get_vocab()
+    ids = backbone.tokenizer("a red car").input_ids
+    decoded = [backbone.tokenizer.decode([i]) for i in ids]
     inputs = example_inputs(Condition.TEXT, backbone)
     record = run_comparison(backbone, Condition.TEXT, [adds_a_word.name], inputs, seed=0).records[0]
     assert record["status"] == ("error" if fail else "ok"), record["message"]
     assert WORD not in backbone.tokenizer.get_vocab()
+    # the restored tokenizer encodes and decodes as before (CLIP's decode strips the "</w>" word ends)
+    assert backbone.tokenizer("a red car").input_ids == ids
+    assert [backbone.tokenizer.decode([i]) for i in ids] == decoded and "</w>" not in "".join(decoded)
     assert text_state(backbone) == before  # len(tokenizer) and the embedding matrix's shape are back
     assert torch.equal(backbone.text_encoder.get_input_embeddings().weight, values)

@@ -105,6 +105,15 @@ def test_clicks_place_drag_points_and_layout_boxes(url: str) -> None:
         (hx, hy, tx, ty) = json.loads(points.input_value())[0]
         assert abs(hx - 0.25) < 0.05 and abs(tx - 0.75) < 0.05 and abs(hy - 0.5) < 0.05 and abs(ty - 0.5) < 0.05
 
+        page.get_by_text("Drag regions — used by", exact=False).first.click()  # the REGIONS slot's accordion
+        regions = page.get_by_label("Drag regions (JSON)")
+        for fx, fy in ((0.2, 0.4), (0.4, 0.6), (0.5, 0.4), (0.7, 0.6)):  # handle corners, then target corners
+            _click_fraction(page, "#drag-regions", fx, fy)
+            page.wait_for_timeout(700)
+        _wait_until(lambda: regions.input_value() not in {"", "[]"})
+        pair, clicked = json.loads(regions.input_value())[0], (0.2, 0.4, 0.4, 0.6, 0.5, 0.4, 0.7, 0.6)
+        assert len(pair) == 8 and all(abs(a - b) < 0.05 for a, b in zip(pair, clicked, strict=True))
+
         page.get_by_role("tab", name=Condition.LAYOUT.title, exact=True).click()
         page.get_by_label("Phrase for the next box").fill("a blue boat")
         _click_fraction(page, "#layout-canvas", 0.2, 0.3)

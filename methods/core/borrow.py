@@ -198,6 +198,10 @@ def _restore_tokens(tokenizer: Any, saved: Any) -> None:
         from tokenizers import Tokenizer
 
         tokenizer._tokenizer = Tokenizer.from_str(definition)  # no public setter for the backend
+        # CLIPTokenizer wraps its backend's decode at init (so "</w>" decodes as a space); a new backend needs it again.
+        rewrap = getattr(tokenizer, "_wrap_decode_method_backend_tokenizer", None)
+        if rewrap is not None:
+            rewrap()
 
 
 def _tokens_summary(tokenizer: Any) -> Any:
