@@ -1,7 +1,7 @@
 """Seconds per layout and drag method, and for drag, seconds versus drag distance.
 
     python bench/bench_layout_drag.py [--backbone tiny|sd15] [--device cpu|cuda] [--steps 2] [--repeats 1]
-        [--distances 0.05 0.15 0.3 0.45] [--methods NAME ...] [--out bench/results]
+        [--distances 0.05 0.15 0.3 0.45] [--methods NAME ...] [--no-warm-up] [--out bench/results]
 
 Every layout and drag method runs through ``run_comparison`` on its condition's example inputs (the photo of
 ``assets/``, the example boxes, drag and mask) at --steps with its default parameters, after one warm-up run (add-on
@@ -36,21 +36,34 @@ from methods.core.examples import example_inputs  # noqa: E402
 from methods.core.registry import list_methods  # noqa: E402
 from methods.core.runner import run_comparison  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
-from methods.core.slots import IMAGE, Drag, EditInputs, Scene  # noqa: E402
+from methods.core.slots import IMAGE, Drag, EditInputs  # noqa: E402
 from methods.core.spec import Condition, Method  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def edit_mode(method: type[Method]) -> dict[str, Any]:
+    """The method's photo-editing mode, when its ``mode`` parameter has one."""
+    mode = next((p for p in method.params if p.name == "mode"), None)
+    choice = next((c for c in mode.choices if c.startswith("edit")), None) if mode is not None else None
+    return {"mode": choice} if choice else {}
+
+
 def timed_runs(
-    backbone: Backbone, method: type[Method], inputs: EditInputs, repeats: int, warm_up: bool = True
+    backbone: Backbone,
+    method: type[Method],
+    inputs: EditInputs,
+    repeats: int,
+    warm_up: bool = True,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One warm-up run (unless ``warm_up`` is off), then the median seconds of ``repeats`` runs (status and
     message of the last)."""
     seconds, record = [], {}
     for attempt in range(repeats + warm_up):
         started = time.perf_counter()
-        record = run_comparison(backbone, method.condition, [method.name], inputs, seed=0).records[0]
+        values = {method.name: params or {}}
+        record = run_comparison(backbone, method.condition, [method.name], inputs, seed=0, params=values).records[0]
         if attempt or not warm_up:
             seconds.append(time.perf_counter() - started)
         if record["status"] != "ok":
@@ -59,21 +72,25 @@ def timed_runs(
     return {"status": record["status"], "seconds": median, "message": record.get("message", ""), **record["info"]}
 
 
-def per_method(backbone: Backbone, steps: int, repeats: int, names: set[str] | None) -> list[dict[str, Any]]:
+def per_method(
+    backbone: Backbone, steps: int, repeats: int, names: set[str] | None, warm_up: bool = True
+) -> list[dict[str, Any]]:
     rows = []
     for condition in (Condition.LAYOUT, Condition.DRAG):
         for method in list_methods(condition):
             if names and method.name not in names:
                 continue
             inputs = example_inputs(condition, backbone, steps=steps)
-            variants = [("photo" if inputs.image is not None else "no photo", inputs)]
-            if inputs.image is None and IMAGE in method.optional:  # generate, then edit the photo
-                edited = example_inputs(condition, backbone, steps=steps)
-                edited.image = IMAGE.example_value(Scene(backbone, condition, (backbone.size, backbone.size)))
-                variants.append(("photo", edited))
-            for label, given in variants:
-                row = {"condition": condition.value, "method": method.name, "input": label}
-                row.update(timed_runs(backbone, method, given, repeats))
+            variants = [("photo", inputs, {})]
+            if condition is Condition.LAYOUT:  # generate (no photo), then edit the photo where the method can
+                blank = example_inputs(condition, backbone, steps=steps)
+                blank.image = None
+                variants = [("no photo", blank, {})]
+                if IMAGE in method.optional:
+                    variants.append(("photo", inputs, edit_mode(method)))
+            for label, given, params in variants:
+                row = {"condition": condition.value, "method": method.name, "input": label, "params": params}
+                row.update(timed_runs(backbone, method, given, repeats, warm_up, params))
                 rows.append(row)
                 print(f"{condition.value:7s} {method.label:32s} {label:9s} {row['status']:8s} {row['seconds']} s")
     return rows
@@ -106,6 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--distances", type=float, nargs="*", default=[0.05, 0.15, 0.3, 0.45])
     parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--no-warm-up", action="store_true", help="time the first run (add-on loads included)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,7 +135,7 @@ def main() -> None:
         "backbone": args.backbone,
         "device": str(backbone.device),
         "steps": args.steps,
-        "methods": per_method(backbone, args.steps, args.repeats, names),
+        "methods": per_method(backbone, args.steps, args.repeats, names, not args.no_warm_up),
         "distance": by_distance(backbone, args.steps, args.distances, names),
     }
     out = Path(args.out)

@@ -4,7 +4,8 @@
 #      into a Hugging Face cache (python -m methods build-full; skipped where already built);
 #   2. starts the hub on it offline and runs every method through its tab's endpoint at 512 px / 30 steps with its
 #      cheapest settings: seconds, it/s, UNet calls per step and peak memory per method; then the hub-vs-direct
-#      ratio and the plain sampler's speed-ups (SDPA, channels_last, torch.compile). JSON under bench/results/.
+#      ratio and the plain sampler's speed-ups (SDPA, channels_last, torch.compile). JSON under bench/results/;
+#   3. the layout and drag methods with their defaults (bench/bench_layout_drag.py), drag seconds vs distance.
 # Usage: bash bench/gpu.sh                      # CUDA, 30 steps
 #        bash bench/gpu.sh --device cpu --steps 2 --repeats 1   # no GPU: shows that it works
 # HF_HUB_CACHE (default /tmp/fullsize-cache) is where the profile is written and read.
@@ -28,4 +29,8 @@ started=$(date +%s)
 echo "build: $(( $(date +%s) - started )) s"
 "$PYTHON" bench/bench_full.py --backbone sd15 --device "$DEVICE" --steps 30 --repeats 3 --speedups \
   --addon-budget-gb "$BUDGET" "${ARGS[@]}"
+# 3. the layout and drag methods: seconds each, and drag seconds versus drag distance (defaults, 30 steps on CUDA).
+LAYOUT_STEPS=30
+[ "$DEVICE" = "cpu" ] && LAYOUT_STEPS=2
+"$PYTHON" bench/bench_layout_drag.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 1
 echo "total: $(( $(date +%s) - started )) s"

@@ -18,9 +18,10 @@ from demos.widgets import (
     relative,
     relative_click,
 )
+from methods.core.drag_regions import draw_regions
 from methods.core.images import draw_drags
 from methods.core.limits import MAX_DRAG_PAIRS, at_most
-from methods.core.slots import DRAGS, IMAGE, MASK, PROMPT
+from methods.core.slots import DRAGS, IMAGE, MASK, PROMPT, REGIONS
 from methods.core.spec import Condition, Drag, EditInputs, InputError
 
 CONDITION = Condition.DRAG
@@ -62,7 +63,12 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
     pairs = "; ".join(f"{d.handle}→{d.target}" for d in inputs.drags)
     masked = "mask = editable region (bright)" if inputs.mask is not None else "no mask: whole image editable"
     picture = draw_drags(inputs.image, inputs.drags, inputs.mask)
-    return picture, f"Drag handle (red) → target (blue): {pairs} · {masked}"
+    caption = f"Drag handle (red) → target (blue): {pairs} · {masked}"
+    regions = inputs[REGIONS] or []
+    if regions:  # the region-based methods' own input, drawn over the points
+        picture = draw_regions(picture, regions)
+        caption += f" · {len(regions)} region pair(s): handle box (red) → target box (blue)"
+    return picture, caption
 
 
 TAB = Tab(CONDITION, (IMAGE, DRAGS, MASK, PROMPT), build_inputs, condition_cell)

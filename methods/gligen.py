@@ -42,7 +42,7 @@ from methods.core.spec import (
 
 logger = logging.getLogger(__name__)
 
-GENERATE, EDIT = "generate", "edit inside boxes"
+AUTO, GENERATE, EDIT = "auto", "generate", "edit inside boxes"
 
 
 @register
@@ -56,9 +56,10 @@ class GLIGEN(Method):
     params = (
         ChoiceParam(
             "mode",
-            GENERATE,
-            (GENERATE, EDIT),
-            help="generate: a new image from prompt + boxes. edit inside boxes: inpaint the boxes of the source image.",
+            AUTO,
+            (AUTO, GENERATE, EDIT),
+            help="auto: edit inside the boxes when a photo is given, else generate. generate: a new image from "
+            "prompt + boxes. edit inside boxes: inpaint the boxes of the source image.",
         ),
         FloatParam(
             "gligen_scheduled_sampling_beta",
@@ -75,13 +76,13 @@ class GLIGEN(Method):
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check the inputs
-        edit = params["mode"] == EDIT
+        edit = params["mode"] == EDIT or (params["mode"] == AUTO and inputs.image is not None)
         if edit and inputs.image is None:
             raise InputError("GLIGEN's edit mode needs a source image: upload one, or switch the mode to generate.")
         boxes = check_layout_boxes(inputs.boxes)  # at most 16 (the checkpoints ground 30)
         phrases = [box.phrase.strip() for box in boxes]
         prompt = inputs.prompt.strip() or ", ".join(phrases)
-        info: dict[str, Any] = {"mode": params["mode"]}
+        info: dict[str, Any] = {"mode": EDIT if edit else GENERATE}
         if not inputs.prompt.strip():
             info["prompt"] = f"none given, used the phrases: {prompt!r}"
 

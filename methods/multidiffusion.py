@@ -10,7 +10,7 @@ input by a random constant-colour image noised to the step's level, so each obje
 of bleeding into the background. Here: DDIM as in the official code, classifier-free guidance per region, one
 window (the tab's image fits the model; the paper's sliding windows matter for panoramas), the box phrase as
 the region's prompt. Photo editing (our addition, the paper only generates): the photo is DDIM-inverted to
-``strength`` of the schedule and the background region follows the photo's own inversion path (its latent at
+``inversion_strength`` of the schedule and the background region follows the photo's own inversion path (its latent at
 every step is the inversion latent of the same level), so only the boxes are regenerated, region by region;
 pixels outside the boxes are pasted back from the photo.
 """
@@ -24,7 +24,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 
-from methods.core.box_attention import check_layout_boxes
+from methods.core.box_attention import EDIT, GENERATE, check_layout_boxes, edits_photo, mode_params
 from methods.core.ddim import sampling_schedule
 from methods.core.images import draw_boxes
 from methods.core.inversion import invert_image
@@ -34,19 +34,15 @@ from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
     Box,
-    ChoiceParam,
     Condition,
     EditInputs,
     FloatParam,
-    InputError,
     Method,
     MethodOutput,
     Paper,
     RunContext,
     Strategy,
 )
-
-AUTO, GENERATE, EDIT = "auto", "generate", "edit photo"
 
 
 def region_masks(boxes: list[Box], size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -84,12 +80,7 @@ class MultiDiffusionRegions(Method):
     )
     summary = "One denoising path per box prompt, fused per pixel every step; edits a photo box by box."
     params = (
-        ChoiceParam(
-            "mode",
-            AUTO,
-            (AUTO, GENERATE, EDIT),
-            help="auto: edit the photo when one is given, else generate. edit photo: regenerate only the boxes.",
-        ),
+        *mode_params(0.8),
         FloatParam(
             "bootstrap_fraction",
             0.4,
@@ -97,7 +88,6 @@ class MultiDiffusionRegions(Method):
             1.0,
             help="Fraction of the steps whose region inputs get a random noised background (official code: 20/50).",
         ),
-        FloatParam("strength", 0.8, 0.1, 1.0, help="Edit mode: fraction of the DDIM schedule the photo is inverted."),
         *mask_params(0.0)[1:],  # keep_background, feather
     )
     requires = (BOXES,)
@@ -106,9 +96,7 @@ class MultiDiffusionRegions(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check the inputs; the regions on the latent grid, the prompts per region
         backbone = ctx.backbone
-        edit = params["mode"] == EDIT or (params["mode"] == AUTO and inputs.image is not None)
-        if edit and inputs.image is None:
-            raise InputError("MultiDiffusion's edit mode needs a source photo: upload one, or choose generate.")
+        edit = edits_photo(params, inputs)
         boxes = check_layout_boxes(inputs.boxes)
         width, height = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
         factor = backbone.vae_scale_factor
@@ -119,7 +107,7 @@ class MultiDiffusionRegions(Method):
 
         # 2. the starting latent: noise (as diffusers draws it), or the photo inverted to the chosen level
         if edit:
-            start = max(1, round(params["strength"] * steps))
+            start = max(1, round(params["inversion_strength"] * steps))
             inversion = invert_image(backbone, inputs.image, prompts[0], steps, stop_at=start)
             latents, trajectory = inversion.trajectory[start], inversion.trajectory
         else:

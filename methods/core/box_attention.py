@@ -55,7 +55,7 @@ from methods.core.words import normalise, prompt_words
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
 
-GENERATE, EDIT = "generate", "edit photo"
+AUTO, GENERATE, EDIT = "auto", "generate", "edit photo"
 MIN_SIDE = 8  # narrowest attention map (cells) worth reading; the papers' coarsest map is 8x8 (mid block at 512 px)
 PAPER_FACTOR = 4  # the papers' 16x16 maps at 512 px = 1/4 of the 64x64 latent grid
 ARTICLES = frozenset({"a", "an", "the"})
@@ -66,14 +66,14 @@ Objective = Callable[[Maps], torch.Tensor]  # maps -> a scalar to lower
 
 
 def mode_params(strength: float = 0.8) -> tuple[Param, ...]:
-    """The two modes every box-guided method offers, and the inversion depth of the photo-edit mode."""
+    """The modes every layout method that edits photos offers, and the inversion depth of the photo-edit mode."""
     return (
         ChoiceParam(
             "mode",
-            GENERATE,
-            (GENERATE, EDIT),
-            help="generate: a new image from prompt + boxes. edit photo: invert the photo, guide the boxes while "
-            "denoising, keep the photo outside the boxes (latent blend + pixel paste-back).",
+            AUTO,
+            (AUTO, GENERATE, EDIT),
+            help="auto: edit the photo when one is given, else generate. generate: a new image from prompt + boxes. "
+            "edit photo: invert the photo, regenerate the boxes, keep the photo outside them.",
         ),
         FloatParam(
             "inversion_strength",
@@ -83,6 +83,14 @@ def mode_params(strength: float = 0.8) -> tuple[Param, ...]:
             help="edit photo only: fraction of the DDIM steps the photo is inverted (and then denoised).",
         ),
     )
+
+
+def edits_photo(params: dict[str, Any], inputs: EditInputs) -> bool:
+    """Whether a run with ``mode_params`` edits the photo (auto: when one is given); without one, a sentence."""
+    edit = params["mode"] == EDIT or (params["mode"] == AUTO and inputs.image is not None)
+    if edit and inputs.image is None:
+        raise InputError("The edit-photo mode needs a source photo: upload one, or switch the mode to generate.")
+    return edit
 
 
 def guided_steps(fraction: float, count: int) -> int:
@@ -421,13 +429,11 @@ def run_box_guidance(
 ) -> MethodOutput:
     """A box-guided method's whole run (the two modes: see the module docstring)."""
     # 1. check the inputs and find the phrases' tokens
-    backbone, edit = ctx.backbone, params["mode"] == EDIT
-    if edit and inputs.image is None:
-        raise InputError("The edit-photo mode needs a source photo: upload one, or switch the mode to generate.")
+    backbone, edit = ctx.backbone, edits_photo(params, inputs)
     boxes = check_layout_boxes(inputs.boxes)
     prompt, targets, appended = layout_targets(backbone.tokenizer, inputs.prompt, boxes)
     guide = guide_class(params, BoxProblem(targets, guide_class.rounding, backbone.device, guide_class.head_only))
-    info: dict[str, Any] = {"mode": params["mode"]}
+    info: dict[str, Any] = {"mode": EDIT if edit else GENERATE}
     if appended:
         info["prompt"] = f"added the phrases the prompt lacked: {prompt!r}"
     size = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
