@@ -62,7 +62,7 @@ def smoothed(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return maps
     x = torch.arange(3, dtype=maps.dtype, device=maps.device) - 1
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = torch.exp(-((x / (2 * sigma)) ** 2))  # the official GaussianSmoothing's exp(-((x - mean) / (2 std))^2)
     kernel = torch.outer(kernel, kernel) / kernel.sum() ** 2
     padded = F.pad(maps[:, None], (1, 1, 1, 1), mode="reflect")
     return F.conv2d(padded, kernel[None, None])[:, 0]
@@ -139,7 +139,9 @@ class BoxDiffGuide(BoxGuide):
         first, last = SCALE_RANGE
         scale = first + (last - first) * j / max(1, count - 1)  # np.linspace(1.0, 0.5, count)[j]
         step = self.params["step_size"] * math.sqrt(scale)
-        thresholds = {round(fraction * count): threshold for fraction, threshold in REFINE_AT}
+        thresholds: dict[int, float] = {}
+        for fraction, threshold in REFINE_AT:  # on short schedules several fall on one step: the first one counts
+            thresholds.setdefault(round(fraction * count), threshold)
         refined = False
         if j in thresholds:
             for _ in range(self.params["refinement_iterations"]):

@@ -90,12 +90,7 @@ class DragDiffusion(Method):
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, image = ctx.backbone, inputs.image
         handles_px, targets_px = drag_points(inputs.drags, image.size)
-        work = params["iterations"] * len(inputs.drags)
-        if work > MAX_DRAG_POINT_ITERATIONS:  # each iteration is a UNet forward + backward, each pair a patch loss
-            raise InputError(
-                f"{len(inputs.drags)} drag pairs × {params['iterations']} iterations is more than one request may "
-                f"ask for (at most {MAX_DRAG_POINT_ITERATIONS} pair-iterations); use fewer pairs or iterations."
-            )
+        check_work(inputs, params)
         steps = max(1, inputs.steps)
         level = max(1, round(params["inversion_strength"] * steps))
         total = planned_steps(inputs, params)
@@ -135,6 +130,15 @@ class DragDiffusion(Method):
             Drag((round(c), round(r)), d.target) for (r, c), d in zip(tracked_px.tolist(), inputs.drags, strict=True)
         ]
         return MethodOutput(output, info=report, extras=[(draw_drags(output, moved, inputs.mask), "tracked handles")])
+
+
+def check_work(inputs: EditInputs, params: dict[str, Any]) -> None:
+    """Refuse more pair-iterations than one request may ask for (each iteration is a UNet forward + backward)."""
+    if params["iterations"] * len(inputs.drags) > MAX_DRAG_POINT_ITERATIONS:
+        raise InputError(
+            f"{len(inputs.drags)} drag pairs × {params['iterations']} iterations is more than one request may "
+            f"ask for (at most {MAX_DRAG_POINT_ITERATIONS} pair-iterations); use fewer pairs or iterations."
+        )
 
 
 def planned_steps(inputs: EditInputs, params: dict[str, Any]) -> int:

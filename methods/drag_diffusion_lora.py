@@ -27,7 +27,7 @@ from methods.core.half import LossScaler
 from methods.core.latents import encode_image, encode_prompt
 from methods.core.registry import register
 from methods.core.spec import EditInputs, FloatParam, IntParam, MethodOutput, Paper, RunContext, Strategy
-from methods.drag_diffusion import DragDiffusion, drag_points, planned_steps
+from methods.drag_diffusion import DragDiffusion, check_work, drag_points, planned_steps
 
 ADAPTER = "drag_diffusion"
 
@@ -58,6 +58,7 @@ class DragDiffusionLoRA(DragDiffusion):
         factor = backbone.vae_scale_factor
         editable_cells(inputs.mask, (inputs.image.height // factor, inputs.image.width // factor), backbone.device)
         drag_params = {param.name: params[param.name] for param in DragDiffusion.params}
+        check_work(inputs, drag_params)
         tuning = params["lora_steps"]
         total = tuning + planned_steps(inputs, drag_params)
 

@@ -154,7 +154,6 @@ def dragon_denoise(
     weights = (params["w_edit"], params["w_contrast"], params["w_content"])
     scaler = LossScaler(unet.dtype, LOSS_SCALE)
     bank, use_bank = MemoryBank(), params["memory_bank"]  # a bank that is not installed is never called
-    tap = FeatureTap(unet, regions.grid)
     area, generator = regions.area, ctx.generator if ctx is not None else None
     z = paste_start(trajectory[-1], regions) if params["paste_start"] else trajectory[-1].float()
     energies: list[tuple[int, float, float, float, float]] = []  # index, energy and similarity before / after
@@ -168,6 +167,7 @@ def dragon_denoise(
         current = features(latents, t)
         return float(sum(drag_energy(current, guide, regions, weights))), target_similarity(current, guide, regions)
 
+    tap = FeatureTap(unet, regions.grid)
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.autocast(backbone.device.type, enabled=False))

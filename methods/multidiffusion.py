@@ -17,18 +17,26 @@ pixels outside the boxes are pasted back from the photo.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from methods.core.box_attention import EDIT, GENERATE, check_layout_boxes, edits_photo, mode_params
+from methods.core.box_attention import (
+    EDIT,
+    GENERATE,
+    box_region,
+    check_layout_boxes,
+    edits_photo,
+    latent_region,
+    mode_params,
+)
 from methods.core.ddim import sampling_schedule
 from methods.core.images import draw_boxes
 from methods.core.inversion import invert_image
 from methods.core.latents import decode_latents, encode_image, encode_prompt, predict_noise
+from methods.core.limits import denoising_steps
 from methods.core.masked_edit import finish, mask_params
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
@@ -45,26 +53,12 @@ from methods.core.spec import (
 )
 
 
-def region_masks(boxes: list[Box], size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """(1 + boxes, 1, h, w) binary masks on the latent grid of ``size`` = (h, w): the background (what no box
-    covers) first, then each box, covering every cell it touches."""
-    height, width = size
-    masks = torch.zeros(len(boxes) + 1, 1, height, width, device=device)
-    for i, box in enumerate(boxes, start=1):
-        top, left = math.floor(box.y0 * height), math.floor(box.x0 * width)
-        bottom, right = max(top + 1, math.ceil(box.y1 * height)), max(left + 1, math.ceil(box.x1 * width))
-        masks[i, :, top:bottom, left:right] = 1
-    masks[0] = (1 - masks[1:].sum(dim=0)).clamp(min=0)
-    return masks
-
-
-def box_mask(boxes: list[Box], size: tuple[int, int]) -> Image.Image:
-    """The union of the boxes in pixels ("L", 255 = inside a box), for the paste-back."""
-    mask = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask)
-    for box in boxes:
-        draw.rectangle((box.x0 * size[0], box.y0 * size[1], box.x1 * size[0] - 1, box.y1 * size[1] - 1), fill=255)
-    return mask
+def region_masks(boxes: list[Box], size: tuple[int, int], factor: int, device: torch.device) -> torch.Tensor:
+    """(1 + boxes, 1, h, w) binary masks on the latent grid of an image of ``size`` = (width, height): the
+    background (what no box covers) first, then each box (every cell any of its pixels touches)."""
+    regions = [latent_region(box_region([box], size), factor, device)[0] for box in boxes]
+    foreground = torch.stack(regions)
+    return torch.cat([(1 - foreground.sum(dim=0, keepdim=True)).clamp(min=0), foreground])
 
 
 @register
@@ -100,14 +94,14 @@ class MultiDiffusionRegions(Method):
         boxes = check_layout_boxes(inputs.boxes)
         width, height = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
         factor = backbone.vae_scale_factor
-        masks = region_masks(boxes, (height // factor, width // factor), backbone.device)
+        masks = region_masks(boxes, (width, height), factor, backbone.device)
         prompts = [inputs.prompt.strip() or ", ".join(b.phrase for b in boxes), *(b.phrase.strip() for b in boxes)]
         embeds = [encode_prompt(backbone, prompt, inputs.negative_prompt) for prompt in prompts]
         steps = max(1, inputs.steps)
 
         # 2. the starting latent: noise (as diffusers draws it), or the photo inverted to the chosen level
         if edit:
-            start = max(1, round(params["inversion_strength"] * steps))
+            start = denoising_steps(steps, params["inversion_strength"])  # as the other layout methods count it
             inversion = invert_image(backbone, inputs.image, prompts[0], steps, stop_at=start)
             latents, trajectory = inversion.trajectory[start], inversion.trajectory
         else:
@@ -119,7 +113,11 @@ class MultiDiffusionRegions(Method):
             latents = latents * scheduler.init_noise_sigma
         boot_steps = round(params["bootstrap_fraction"] * len(schedule))
         backgrounds = self.backgrounds(ctx, (width, height), max(1, boot_steps)) if boot_steps else None
-        fixed_noise = latents.clone()  # the official code noises the bootstrap backgrounds with the initial noise
+        # the official code noises the bootstrap backgrounds with the initial noise; an edit starts from the photo's
+        # inverted latent, which is no noise, so it draws its own
+        fixed_noise = latents.clone()
+        if edit:
+            fixed_noise = randn_tensor(latents.shape, generator=ctx.generator, device=backbone.device)
 
         # 3. one step per region on the whole latent, fused per pixel (the background follows the photo's path)
         for j, (index, t) in enumerate(schedule):
@@ -133,7 +131,8 @@ class MultiDiffusionRegions(Method):
                     continue
                 view = latents
                 if i > 0 and j < boot_steps:
-                    pick = int(torch.randint(len(backgrounds), (1,), generator=ctx.generator))
+                    draw = {"generator": ctx.generator, "device": ctx.generator.device}
+                    pick = int(torch.randint(len(backgrounds), (1,), **draw))
                     noised = scheduler.add_noise(backgrounds[pick : pick + 1], fixed_noise, t)
                     view = latents * mask + noised * (1 - mask)
                 noise = predict_noise(backbone, view, t, cond, inputs.guidance, uncond)
@@ -147,7 +146,7 @@ class MultiDiffusionRegions(Method):
         info: dict[str, Any] = {"mode": EDIT if edit else GENERATE, "regions": len(boxes) + bool(masks[0].any())}
         info["bootstrapped steps"] = f"{boot_steps}/{len(schedule)}"
         if edit:
-            image = finish(inputs, image, box_mask(boxes, image.size), params)
+            image = finish(inputs, image, box_region(boxes, image.size), params)
         return MethodOutput(image, info, extras=[(draw_boxes(image, boxes), "regions")])
 
     @staticmethod

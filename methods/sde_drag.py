@@ -8,7 +8,8 @@ kept; ``methods.core.drag_regions``), copies the (2r)^2 latent patch around ever
 denoises stochastically back to level 0 with the noise recorded in the forward pass (the UNet runs on the current
 and the recorded latent in one batch; its eps on the recorded one gives the noise). Guidance rises linearly from
 1 (least noisy step) to ``guidance`` at t0; outside the mask each step takes the recorded latent of its level, so
-the result's latent outside the mask is the photo's exactly.
+the result's latent outside the mask is the photo's exactly. The ramp's top is the method's own ``guidance``
+parameter (the paper's 3); the tab's guidance scale is unused.
 Changes: no LoRA fine-tuning on the photo (training-free variant; the official code trains one for 100 steps and
 lowers its scale from 1 to 0.5); DDIM levels of the tab's step count instead of a 200-step DDPM discretisation;
 patch windows may reach the last latent row/column (the official bound stops one short); the number of moves is

@@ -93,7 +93,7 @@ def test_one_energy_step_is_a_gradient_step_that_lowers_the_energy(backbone, nam
     method's first-step size (Layout guidance: eta (1 - abar_t) = 30 x 0.9443 = 28.33; BoxDiff: 20 sqrt(1)) lands
     on z - step * grad E (max difference 3e-8 / 7e-9) and lowers the energy by what first order predicts: measured
     Layout guidance 0.592535 -> 0.592315 (drop 2.199e-4, step |g|^2 = 2.197e-4, ratio 1.001), BoxDiff
-    3.495336 -> 3.495327 (drop 9.30e-6, predicted 9.60e-6, ratio 0.97: its x100 softmax of nearly uniform maps
+    3.495399 -> 3.495394 (drop 4.53e-6, predicted 4.84e-6, ratio 0.94: its x100 softmax of nearly uniform maps
     leaves a small gradient). Maps: 3 layers (up_blocks.2) / 5 layers (down_blocks.1 + up_blocks.2), all 8x8."""
     method = METHODS[name]
     prompt, targets, _ = layout_targets(backbone.tokenizer, PROMPT, BOXES)
@@ -135,12 +135,15 @@ def test_guidance_raises_the_attention_inside_each_box(backbone, spy, name) -> N
     """Share of each phrase's attention inside its box at the first step, measured on the denoising forward (after
     that step's guidance) against the unguided run from the same noise. Layout guidance (raw maps of the phrase's
     words; 5 iterations): unguided -> guided car 0.18381 -> 0.18458, tree 0.27983 -> 0.28049, energy at that step
-    0.59254 -> 0.59143. BoxDiff (its x100-softmax, smoothed head-word maps; 2 refinement + 1 regular step): car
-    0.137852 -> 0.137864, tree 0.232996 -> 0.233009 (float32 noise between the batch-1 guidance forward and the
-    CFG batch is ~1e-7). The shared UNet is restored afterwards."""
+    0.59254 -> 0.59143. BoxDiff (its x100-softmax, smoothed head-word maps; its regular step on all constraints,
+    refinement off): car 0.1382221 -> 0.1382328, tree 0.2335098 -> 0.2335125 (float32 noise between the batch-1
+    guidance forward and the CFG batch is ~1e-7). The shared UNet is restored afterwards."""
     before_state = shared_state(backbone)
-    guided = run(backbone, name, layout_inputs())
-    run(backbone, name, layout_inputs(), **{STRENGTH[name]: 0.0})
+    # BoxDiff's refinement steps lower only the largest inner-box loss (here the car's), which may cost another
+    # phrase some share; its regular step, on all constraints at once, is the one measured here
+    own = {"refinement_iterations": 0} if name == "boxdiff" else {}
+    guided = run(backbone, name, layout_inputs(), **own)
+    run(backbone, name, layout_inputs(), **own, **{STRENGTH[name]: 0.0})
     (guided_logs, plain_logs) = (call.logs for call in spy)
     assert guided_logs[0].guided and not plain_logs[0].guided
     for phrase, with_guidance, without in zip(
@@ -182,7 +185,7 @@ def test_photo_edit_keeps_the_outside_of_the_boxes(backbone, photo, spy, name) -
     output = run(backbone, name, layout_inputs(photo), mode="edit photo")
     (call,) = spy
     trajectory = invert_image(backbone, photo, PROMPT, 4, 1.0, stop_at=3).trajectory
-    region = box_attention._box_region(BOXES, photo.size)
+    region = box_attention.box_region(BOXES, photo.size)
     inside = latent_region(region, 8, backbone.device).bool()[0, 0]
     assert [index for index, _ in call.blended] == [2, 1, 0]
     for index, latents in call.blended:

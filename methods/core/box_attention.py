@@ -407,7 +407,7 @@ def layout_sample(
     return z, logs
 
 
-def _box_region(boxes: list[Box], size: tuple[int, int]) -> Image.Image:
+def box_region(boxes: list[Box], size: tuple[int, int]) -> Image.Image:
     """The union of the boxes in pixels ("L", 255 inside): [floor(x0 W), ceil(x1 W)) and the same for y."""
     width, height = size
     region = np.zeros((height, width), dtype=bool)
@@ -451,7 +451,7 @@ def run_box_guidance(
             backbone, inputs.image, prompt, steps, 1.0, stop_at=level, on_step=lambda i, n: ctx.report(i, total)
         )
         trajectory, start, done = inversion.trajectory, inversion.trajectory[level], level
-        region = _box_region(boxes, size)
+        region = box_region(boxes, size)
         inside = latent_region(region, factor, backbone.device)
 
         def hook(index: int, latents: torch.Tensor) -> torch.Tensor:
