@@ -29,7 +29,6 @@ from methods.core.box_attention import (
     box_region,
     check_layout_boxes,
     edits_photo,
-    latent_region,
     mode_params,
 )
 from methods.core.ddim import sampling_schedule
@@ -38,6 +37,7 @@ from methods.core.inversion import invert_image
 from methods.core.latents import decode_latents, encode_image, encode_prompt, predict_noise
 from methods.core.limits import denoising_steps
 from methods.core.masked_edit import finish, mask_params
+from methods.core.masks import covered_cells
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -56,7 +56,8 @@ from methods.core.spec import (
 def region_masks(boxes: list[Box], size: tuple[int, int], factor: int, device: torch.device) -> torch.Tensor:
     """(1 + boxes, 1, h, w) binary masks on the latent grid of an image of ``size`` = (width, height): the
     background (what no box covers) first, then each box (every cell any of its pixels touches)."""
-    regions = [latent_region(box_region([box], size), factor, device)[0] for box in boxes]
+    grid = (size[1] // factor, size[0] // factor)
+    regions = [covered_cells(box_region([box], size), grid, device)[0] for box in boxes]
     foreground = torch.stack(regions)
     return torch.cat([(1 - foreground.sum(dim=0, keepdim=True)).clamp(min=0), foreground])
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
-from methods.core.attention import AttentionController, Site, attend, controlled, source_for_both
+from methods.core.attention import controlled
 from methods.core.ddim import sampling_schedule
 from methods.core.drag_regions import (
     CycleSDE,
     box_cells,
     draw_regions,
     editable_cells,
-    gaussian,
     region_cells,
     regions_from_drags,
     validated_drags,
@@ -55,16 +55,7 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-
-
-class SourceKeysValues(AttentionController):
-    """Batch [source, target] (guidance 1): in self-attention both rows attend to the source row's keys and values;
-    cross-attention is unchanged."""
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, site: Site) -> torch.Tensor:
-        if site.is_cross:
-            return attend(q, k, v, site.scale)
-        return attend(q, source_for_both(k), source_for_both(v), site.scale)
+from methods.masactrl import MutualSelfAttention
 
 
 @register
@@ -122,11 +113,13 @@ class RegionDrag(Method):
         for pair in pairs:
             r0, c0, r1, c1 = box_cells(pair.handle, factor, grid)
             window = latents[..., r0:r1, c0:c1]
-            latents[..., r0:r1, c0:c1] = keep * window + params["noise_scale"] * gaussian(window, ctx.generator)
+            noise = randn_tensor(window.shape, generator=ctx.generator, device=window.device)
+            latents[..., r0:r1, c0:c1] = keep * window + params["noise_scale"] * noise
 
         # 4. denoise: copy the inverted handle regions onto the targets, keep outside the mask, K/V from the source
         copies = 0
-        with torch.no_grad(), controlled(backbone.unet, SourceKeysValues(level)):
+        every_layer = MutualSelfAttention(level, 0.0, 0)  # from the first step on, in every self-attention layer
+        with torch.no_grad(), controlled(backbone.unet, every_layer):
             for j, (index, t) in enumerate(schedule):
                 if index >= last_copy:
                     latents = copy_regions(latents, trajectory[index], maps)

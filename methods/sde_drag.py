@@ -23,9 +23,10 @@ import math
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 from methods.core.ddim import Progress
-from methods.core.drag_regions import CycleSDE, editable_cells, gaussian, validated_drags
+from methods.core.drag_regions import CycleSDE, editable_cells, validated_drags
 from methods.core.images import draw_drags
 from methods.core.latents import decode_latents, encode_image, encode_prompt, predict_noise
 from methods.core.registry import register
@@ -148,7 +149,8 @@ def copy_and_paste(
     for start, end in zip(starts, ends, strict=True):
         (sr, sc), (tr, tc) = patch_windows(start, end, params["patch_radius"], tuple(out.shape[-2:]))
         patch = out[..., sr, sc].clone()
-        out[..., sr, sc] = beta * patch + (1 - beta**2) ** 0.5 * gaussian(patch, generator)
+        noise = randn_tensor(patch.shape, generator=generator, device=patch.device)
+        out[..., sr, sc] = beta * patch + (1 - beta**2) ** 0.5 * noise
         out[..., tr, tc] = params["alpha"] * patch
     return out
 

@@ -25,12 +25,12 @@ from methods.core.box_attention import (
     CrossAttentionRecorder,
     EnergyDescent,
     check_layout_boxes,
-    latent_region,
     layout_targets,
     map_factor,
 )
 from methods.core.inversion import invert_image
 from methods.core.latents import encode_prompt
+from methods.core.masks import covered_cells
 from methods.core.runner import run_comparison
 from methods.core.spec import Box, EditInputs, InputError, RunContext
 from tests.helpers import assert_same_image, direct_components, seeded_generator
@@ -186,7 +186,7 @@ def test_photo_edit_keeps_the_outside_of_the_boxes(backbone, photo, spy, name) -
     (call,) = spy
     trajectory = invert_image(backbone, photo, PROMPT, 4, 1.0, stop_at=3).trajectory
     region = box_attention.box_region(BOXES, photo.size)
-    inside = latent_region(region, 8, backbone.device).bool()[0, 0]
+    inside = covered_cells(region, (16, 16), backbone.device).bool()[0, 0]
     assert [index for index, _ in call.blended] == [2, 1, 0]
     for index, latents in call.blended:
         assert torch.equal(latents[..., ~inside], trajectory[index][..., ~inside]), index

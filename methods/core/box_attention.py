@@ -418,12 +418,6 @@ def box_region(boxes: list[Box], size: tuple[int, int]) -> Image.Image:
     return mask_tools.from_bool(region)
 
 
-def latent_region(region: Image.Image, factor: int, device: torch.device) -> torch.Tensor:
-    """The region on the latent grid, (1, 1, h, w): a cell is inside if any of its pixels is."""
-    pixels = torch.from_numpy(mask_tools.as_bool(region)).float()[None, None]
-    return F.max_pool2d(pixels, factor).to(device)
-
-
 def run_box_guidance(
     ctx: RunContext, inputs: EditInputs, params: dict[str, Any], guide_class: type[BoxGuide]
 ) -> MethodOutput:
@@ -452,7 +446,7 @@ def run_box_guidance(
         )
         trajectory, start, done = inversion.trajectory, inversion.trajectory[level], level
         region = box_region(boxes, size)
-        inside = latent_region(region, factor, backbone.device)
+        inside = mask_tools.covered_cells(region, latent_size, backbone.device)
 
         def hook(index: int, latents: torch.Tensor) -> torch.Tensor:
             return inside * latents + (1 - inside) * trajectory[index]

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 
+from methods.core import masks
 from methods.core.ddim import sampling_schedule
 from methods.core.images import mask_overlay
 from methods.core.limits import MAX_DRAG_PAIRS, at_most, is_number
@@ -120,11 +120,10 @@ def editable_cells(mask: Image.Image | None, grid: tuple[int, int], device: torc
     there is no mask or it covers everything. An empty mask is an InputError."""
     if mask is None:
         return None
-    pixels = torch.from_numpy(np.asarray(mask.convert("L")) > 127)
-    if not bool(pixels.any()):
+    if not masks.as_bool(mask).any():
         raise InputError("The mask is empty: paint the region that may change, or clear the mask to edit everywhere.")
-    cells = F.adaptive_max_pool2d(pixels.float()[None, None], grid)
-    return None if bool(cells.all()) else cells.to(device)
+    cells = masks.covered_cells(mask, grid, device)
+    return None if bool(cells.all()) else cells
 
 
 def draw_regions(image: Image.Image, pairs: Sequence[RegionPair], mask: Image.Image | None = None) -> Image.Image:
@@ -140,11 +139,6 @@ def draw_regions(image: Image.Image, pairs: Sequence[RegionPair], mask: Image.Im
             ((hx0 + hx1) / 2, (hy0 + hy1) / 2, (tx0 + tx1) / 2, (ty0 + ty1) / 2), fill=(255, 255, 255), width=width
         )
     return out
-
-
-def gaussian(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Standard normal noise shaped like ``like``, drawn from ``generator`` (on its device), float32."""
-    return torch.randn(like.shape, generator=generator, device=generator.device).to(like.device, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -175,7 +169,8 @@ class CycleSDE:
         trajectory = [x0.float()]
         for i in range(1, self.levels + 1):
             ratio = float(self.alphas[i] / self.alphas[i - 1])
-            trajectory.append(ratio**0.5 * trajectory[-1] + (1 - ratio) ** 0.5 * gaussian(x0, generator))
+            noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
+            trajectory.append(ratio**0.5 * trajectory[-1] + (1 - ratio) ** 0.5 * noise)
         return trajectory
 
     def mean(self, index: int, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,12 @@ def latent_mask(
     return torch.nn.functional.interpolate(pixels, size=latent_size).to(device=device, dtype=dtype)
 
 
+def covered_cells(mask: Image.Image, grid: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The mask on a latent grid (h, w), shape (1, 1, h, w): a cell is 1 if any of its pixels is in the mask."""
+    pixels = torch.from_numpy(as_bool(mask)).float()[None, None]
+    return torch.nn.functional.adaptive_max_pool2d(pixels, grid).to(device)
+
+
 def check_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     """The mask at the image's size (nearest), binary."""
     if mask.size != size:
