@@ -33,4 +33,6 @@ echo "build: $(( $(date +%s) - started )) s"
 LAYOUT_STEPS=30
 [ "$DEVICE" = "cpu" ] && LAYOUT_STEPS=2
 "$PYTHON" bench/bench_layout_drag.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 1
+# 4. the audio and class methods: seconds each (median of 3), and audio seconds versus the clip's length.
+"$PYTHON" bench/bench_audio_class.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 3
 echo "total: $(( $(date +%s) - started )) s"

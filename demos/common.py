@@ -152,7 +152,36 @@ def banner(hub: Hub) -> None:
 
 
 def method_choices(condition: Condition) -> list[tuple[str, str]]:
-    return [(m.describe(), m.name) for m in list_methods(condition)]
+    return [
+        (m.describe() + (" · non-commercial weights" if non_commercial(m) else ""), m.name)
+        for m in list_methods(condition)
+    ]
+
+
+def checkpoint_licences(method: type[Method]) -> list[tuple[str, str]]:
+    """(add-on, licence) of each checkpoint the method borrows, as the add-on table declares them."""
+    from methods.core.addons import get_addon_spec
+
+    return [(name, get_addon_spec(name).licence or "see its model card") for name in method.addons]
+
+
+def non_commercial(method: type[Method]) -> bool:
+    from methods.core.addons import get_addon_spec
+
+    return any(get_addon_spec(name).non_commercial for name in method.addons)
+
+
+def licence_warning(condition: Condition) -> str:
+    """A line naming the methods whose weights forbid commercial use (empty when there are none)."""
+    flagged = [m for m in list_methods(condition) if non_commercial(m)]
+    if not flagged:
+        return ""
+    names = "; ".join(
+        f"{m.label}: "
+        + ", ".join(f"{a} ({lic})" for a, lic in checkpoint_licences(m) if "non-commercial" in lic.lower())
+        for m in flagged
+    )
+    return f"⚠ Non-commercial weights — research and personal use only. {names}."
 
 
 def param_widget(method_name: str, param: Param) -> gr.components.Component:
@@ -170,11 +199,12 @@ def param_widget(method_name: str, param: Param) -> gr.components.Component:
 
 
 def methods_help(condition: Condition) -> str:
-    lines = ["| method | paper | year | learning strategy | add-ons |", "|---|---|---|---|---|"]
+    lines = ["| method | paper | year | learning strategy | add-ons (licence) |", "|---|---|---|---|---|"]
     for m in list_methods(condition):
+        addons = ", ".join(f"{a} ({lic})" for a, lic in checkpoint_licences(m)) or "—"
         lines.append(
             f"| **{m.label}** — {m.summary} | [{m.paper.title}]({m.paper.url}) | {m.paper.year} | "
-            f"{m.strategy.value} | {', '.join(m.addons) or '—'} |"
+            f"{m.strategy.value} | {addons} |"
         )
     return "\n".join(lines)
 
@@ -219,6 +249,8 @@ def build_tab(
             label="Methods to compare",
             elem_id=f"{condition.value}-methods",
         )
+    if licence_warning(condition):
+        gr.Markdown(licence_warning(condition), elem_id=f"{condition.value}-licences")
     with gr.Row():
         seed = gr.Number(value=0, precision=0, minimum=SEED.minimum, maximum=SEED.maximum, label=SEED.title)
         randomize = gr.Checkbox(value=False, label=FLAGS["randomize_seed"].title)

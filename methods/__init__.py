@@ -65,8 +65,15 @@ from methods import dragon_diffusion  # noqa: F401
 
 # audio
 from methods import clap_sdedit  # noqa: F401
+from methods import clap_ledits  # noqa: F401
+from methods import imagebind_ip_adapter  # noqa: F401
+from methods import sound_guidance  # noqa: F401
+from methods import spoken_instruction  # noqa: F401
 
 # class
 from methods import ddib_dit  # noqa: F401
+from methods import p2p_class_names  # noqa: F401
+from methods import ddpm_inversion_dit  # noqa: F401
+from methods import classifier_guidance_dit  # noqa: F401
 
 from methods.core.registry import get_method, list_methods, register  # noqa: F401, E402

@@ -240,6 +240,20 @@ SPECIFIC = [
     _bad("class", "misspelt", {"source_class": "tabyy"}, "close names: tabby"),
     _bad("class", "id-out-of-range", {"target_class": 5000}, "0 to 999"),
     _bad("class", "empty", {"target_class": ""}, "pick both"),
+    _bad(
+        "audio", "label-with-semicolon", {"methods": ["clap_ledits"], "clap_ledits__labels": "rain; wind, birds"}, ";"
+    ),
+    _bad("audio", "scale-nan", {"methods": ["sound_guidance"], "sound_guidance__scale": NAN}, "scale"),
+    _bad(
+        "class", "template-no-name", {"methods": ["p2p_class_names"], "p2p_class_names__template": "a photo"}, "{name}"
+    ),
+    _bad("class", "skip-out-of-range", {"methods": ["ddpm_inversion_dit"], "ddpm_inversion_dit__skip": 5}, "skip"),
+    _bad(
+        "class",
+        "scale-string",
+        {"methods": ["classifier_guidance_dit"], "classifier_guidance_dit__scale": "x"},
+        "scale",
+    ),
 ]
 
 

@@ -349,6 +349,14 @@ def repo_folder(cache: Path, repo: str) -> Path:
 def snapshot(cache: Path, repo: str) -> Path | None:
     """The snapshot folder of ``repo`` (refs/main -> our fake commit, created if absent); None if the cache holds
     another commit of it (real files: not ours to overwrite)."""
+    if "://" in repo:  # a file its loader downloads by URL into torch's hub cache (ImageBind), not a hub repository
+        from methods.core.imagebind import url_cache_path
+
+        path = url_cache_path(repo)
+        if path.exists() and not read_marker(path.parent):
+            return None  # the authors' real file: not ours to overwrite
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.parent
     commit = fake_commit(repo)
     refs = repo_folder(cache, repo) / "refs" / "main"
     if refs.exists() and refs.read_text().strip() != commit:
@@ -420,7 +428,12 @@ def plan_piece(piece: Piece, cache: Path, dtype: torch.dtype) -> Outcome:
         piece.build(root, writer)
         files = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
     files.update(writer.planned)
-    folder = repo_folder(cache, piece.repo) / "snapshots" / fake_commit(piece.repo)
+    if "://" in piece.repo:
+        from methods.core.imagebind import url_cache_path
+
+        folder = url_cache_path(piece.repo).parent
+    else:
+        folder = repo_folder(cache, piece.repo) / "snapshots" / fake_commit(piece.repo)
     done = read_marker(folder).get(piece.name) == str(writer.weights_dtype).removeprefix("torch.")
     return Outcome(piece, "skipped" if done else "planned", sum(files.values()), files=dict(sorted(files.items())))
 

@@ -29,6 +29,9 @@ FAMILIES = (
     "methods.core.addons.adapters",
     "methods.core.addons.encoders",
     "methods.core.addons.annotators",
+    "methods.core.addons.classifiers",
+    "methods.core.addons.speech",
+    "methods.core.addons.imagebind",
     "evaluation.metric_models",
 )
 
@@ -56,6 +59,13 @@ class AddonSpec:
     # What the loader reads from the repo (for ``python -m methods prefetch``): folders end with "/", "" is the root
     # folder; empty = the weight file, else the subfolder, else the root.
     files: tuple[str, ...] = ()
+    # The checkpoint's licence as its model card states it, e.g. "CC BY-NC 4.0 (non-commercial)"; a licence that
+    # forbids commercial use says "non-commercial" so the UI can warn.
+    licence: str = ""
+
+    @property
+    def non_commercial(self) -> bool:
+        return "non-commercial" in self.licence.lower()
 
     def download(self) -> tuple[str, ...]:
         if self.files:

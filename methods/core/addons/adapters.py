@@ -28,6 +28,7 @@ SPECS = (
         build_full="methods.core.addons.full_adapters:build_ip_adapter",
         subfolder="models",
         weight_name="ip-adapter_sd15.safetensors",
+        licence="Apache 2.0",
     ),
     AddonSpec(
         "t2i_adapter_openpose",

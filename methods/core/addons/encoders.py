@@ -55,6 +55,7 @@ SPECS = (
         f"{_TINY}:build_ip_adapter_image_encoder",
         build_full="methods.core.addons.full_encoders:build_ip_adapter_image_encoder",
         subfolder="models/image_encoder",
+        licence="Apache 2.0",
     ),
     AddonSpec(
         "paint_by_example_image_encoder",
@@ -73,5 +74,6 @@ SPECS = (
         _clap,
         f"{_TINY}:build_clap",
         build_full="methods.core.addons.full_encoders:build_clap",
+        licence="Apache 2.0",
     ),
 )

@@ -63,6 +63,7 @@ SPECS = (
         f"{_TINY}:build_dit",
         build_full="methods.core.addons.full_unets:build_dit",
         files=("transformer/", "scheduler/"),
+        licence="CC BY-NC 4.0 (non-commercial; facebook/DiT-XL-2-256)",
     ),
     AddonSpec(
         "instruct_pix2pix_unet",
