@@ -69,7 +69,12 @@ def timed_runs(
         if record["status"] != "ok":
             break
     median = round(statistics.median(seconds), 3) if seconds else None
-    return {"status": record["status"], "seconds": median, "message": record.get("message", ""), **record["info"]}
+    return {
+        "status": record["status"],
+        "seconds": median,
+        "message": record.get("message", ""),
+        **record.get("info", {}),
+    }
 
 
 def per_method(

@@ -206,6 +206,10 @@ def methods_help(condition: Condition) -> str:
             f"| **{m.label}** — {m.summary} | [{m.paper.title}]({m.paper.url}) | {m.paper.year} | "
             f"{m.strategy.value} | {addons} |"
         )
+    lines.append(
+        "\nEvery method runs on the shared Stable Diffusion 1.5 backbone (CreativeML OpenRAIL-M: open, with use-based "
+        "restrictions); DiT-based ones use only its VAE."
+    )
     return "\n".join(lines)
 
 

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers import DDIMInverseScheduler, DDIMScheduler
-from PIL import Image
 
+from methods.core.guidance import decode_pixels, has_half, objective_gradient
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
 from methods.core.latents import encode_image
@@ -44,10 +44,9 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-from methods.ddib_dit import predict_eps
+from methods.ddib_dit import at_input_size, predict_eps
 
 logger = logging.getLogger(__name__)
-FP16_LOSS_SCALE = 2.0**12  # log p's gradients are ~1e-6 per pixel: scaled up so they survive a float16 VAE / DiT
 
 
 class ClassifierObjective:
@@ -77,11 +76,6 @@ class ClassifierObjective:
         return logits.float().log_softmax(dim=-1)
 
 
-def decode_pixels(vae: Any, latents: torch.Tensor) -> torch.Tensor:
-    """The VAE's [-1, 1] decoding of ``latents``, differentiable (``methods.core.latents.decode_latents`` is not)."""
-    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.float()
-
-
 def guided_eps(
     transformer: Any,
     vae: Any,
@@ -95,19 +89,17 @@ def guided_eps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward guidance at z_t: (ε - s sqrt(1 - ᾱ_t) ∇ log p(label | D(x̂0)), log p(label | D(x̂0)) before the shift).
 
-    A non-finite gradient (float16 overflow) leaves ε unguided for this step."""
-    loss_scale = FP16_LOSS_SCALE if torch.float16 in (transformer.dtype, vae.dtype) else 1.0
-    with torch.enable_grad():
-        z = latents.detach().float().requires_grad_(True)
-        eps = predict_eps(transformer, z, t, label, guidance)
+    The gradient goes through DiT, the VAE decoder and the classifier (``methods.core.guidance``: scaled in float16;
+    a non-finite one leaves ε unguided for this step)."""
+    kept: dict[str, torch.Tensor] = {}
+
+    def log_p(z: torch.Tensor) -> torch.Tensor:
+        kept["eps"] = eps = predict_eps(transformer, z, t, label, guidance)
         x0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()
-        log_p = objective.log_probs(decode_pixels(vae, x0))[:, label]
-        (grad,) = torch.autograd.grad(log_p.sum() * loss_scale, z)
-    grad = grad / loss_scale
-    if not torch.isfinite(grad).all():
-        logger.warning("non-finite classifier gradient at t=%d; step left unguided", int(t))
-        grad = torch.zeros_like(grad)
-    return eps.detach() - scale * (1 - alpha).sqrt() * grad, log_p.detach()
+        return objective.log_probs(decode_pixels(vae, x0))[:, label].sum()
+
+    value, grad = objective_gradient(log_p, latents, has_half(transformer, vae), "classifier")
+    return kept["eps"].detach() - scale * (1 - alpha).sqrt() * grad, torch.tensor([value])
 
 
 @torch.no_grad()
@@ -238,8 +230,5 @@ class ClassifierGuidanceDiT(Method):
             "log p(target) photo → result": f"{float(before[target]):.2f} → {float(after[target]):.2f}",
             "classifier top-1": f"{top} {names[top]} ({float(after[top].exp()):.1%})",
         }
-        side = min(inputs.image.size)
-        if image.width != side:  # DiT works at its own resolution; show it at the input's square size
-            info["resolution"] = f"DiT native {image.width}px, resized to {side}px"
-            image = image.resize((side, side), Image.Resampling.LANCZOS)
+        image = at_input_size(image, inputs.image, info)
         return MethodOutput(image, info=info)

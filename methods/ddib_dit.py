@@ -91,11 +91,17 @@ class DDIBDiT(Method):
         image = decode_latents(ctx.backbone, translated)
         names = class_names()
         info = {"source": f"{source} {names[source]}", "target": f"{target} {names[target]}"}
-        side = min(inputs.image.size)  # the centre square of the input
-        if image.width != side:  # DiT works at its own resolution; show it at the input's square size
-            info["resolution"] = f"DiT native {image.width}px, resized to {side}px"
-            image = image.resize((side, side), Image.Resampling.LANCZOS)
+        image = at_input_size(image, inputs.image, info)
         return MethodOutput(image, info=info)
+
+
+def at_input_size(image: Image.Image, photo: Image.Image, info: dict[str, Any]) -> Image.Image:
+    """DiT's square output shown at the size of the photo's centre square (noted in ``info`` when resized)."""
+    side = min(photo.size)
+    if image.width != side:
+        info["resolution"] = f"DiT native {image.width}px, resized to {side}px"
+        image = image.resize((side, side), Image.Resampling.LANCZOS)
+    return image
 
 
 def predict_eps(

@@ -22,7 +22,8 @@ noise map could absorb the residual, so the timesteps use SD's convention, under
 from the tab and T_skip is a fraction of it (0.36 = the paper's 36 of 100); (5) the source guidance defaults to 1, as
 in DDIB's inversion (the same-class reconstruction is exact at any value; the paper's 3.5 is a text-prompt setting),
 and the target guidance to 4, DiTPipeline's default (the paper's 15 is for SD's text guidance); (6) no
-prompt-to-prompt attention control.
+prompt-to-prompt attention control; (7) the last noise map is kept (the official code sets z_1 = 0, a deterministic
+last step; keeping it makes the reconstruction exact).
 
 The shared SD VAE encodes and decodes (DiT was trained on sd-vae-ft-ema latents, the same latent space), on the square
 centre crop at DiT's resolution, as in methods/ddib_dit.py. Licence: facebook/DiT-XL-2-256's weights are CC BY-NC 4.0
@@ -36,7 +37,6 @@ from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
-from PIL import Image
 
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
@@ -54,7 +54,7 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-from methods.ddib_dit import NULL_CLASS, predict_eps
+from methods.ddib_dit import NULL_CLASS, at_input_size, predict_eps
 
 
 @register
@@ -131,10 +131,7 @@ class DDPMInversionDiT(Method):
             "target": f"{target} {names[target]}",
             "T_skip": f"{skip} of {steps} steps",
         }
-        side = min(inputs.image.size)  # the centre square of the input
-        if image.width != side:  # DiT works at its own resolution
-            info["resolution"] = f"DiT native {image.width}px, resized to {side}px"
-            image = image.resize((side, side), Image.Resampling.LANCZOS)
+        image = at_input_size(image, inputs.image, info)
         return MethodOutput(image, info=info)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from methods.core.ddim import ddim_invert, sampling_schedule
+from methods.core.guidance import decode_pixels, has_half, objective_gradient
 from methods.core.imagebind import cosine, embed_pixels, sound_embedding
 from methods.core.latents import decode_latents, encode_image, encode_prompt, predict_noise
 from methods.core.registry import register
@@ -88,16 +89,11 @@ class SoundGuidance(Method):
         )  # fmt: skip
         image = decode_latents(backbone, result)
         with torch.no_grad():
-            before = float(cosine(sound, embed_pixels(encoder, _pixels(backbone, latents))))
-            after = float(cosine(sound, embed_pixels(encoder, _pixels(backbone, result))))
+            before = float(cosine(sound, embed_pixels(encoder, decode_pixels(backbone.vae, latents))))
+            after = float(cosine(sound, embed_pixels(encoder, decode_pixels(backbone.vae, result))))
         steps = ", ".join(f"{c:.3f}" for c in guide.similarities)
         info = {"ImageBind cosine": f"photo {before:.3f} -> result {after:.3f}", "cosine of x̂0 per guided step": steps}
         return MethodOutput(image, info=info)
-
-
-def _pixels(backbone: Any, latents: torch.Tensor) -> torch.Tensor:
-    vae = backbone.vae
-    return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
 
 
 class SoundGuide:
@@ -112,12 +108,13 @@ class SoundGuide:
         return self.scale > 0 and step < self.guided
 
     def similarity_gradient(self, x0: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """(cos(E(D(x0)), sound), its gradient with respect to x0)."""
-        with torch.enable_grad():
-            x0 = x0.detach().requires_grad_(True)
-            similarity = cosine(self.sound, embed_pixels(self.encoder, _pixels(self.backbone, x0)))
-            (gradient,) = torch.autograd.grad(similarity, x0)
-        return float(similarity.detach()), gradient.float()
+        """(cos(E(D(x0)), sound), its gradient with respect to x0) (``methods.core.guidance``: safe in float16)."""
+        vae = self.backbone.vae
+
+        def similarity(x: torch.Tensor) -> torch.Tensor:
+            return cosine(self.sound, embed_pixels(self.encoder, decode_pixels(vae, x)))
+
+        return objective_gradient(similarity, x0, has_half(vae, self.encoder), "sound")
 
     def __call__(self, eps: torch.Tensor, latents: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from methods.core.audio import MAX_SECONDS, resample
+from methods.core.audio import resample
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE
 from methods.core.spec import (
@@ -77,6 +77,7 @@ def transcribe(backbone: Backbone, audio: Audio, language: str = ENGLISH) -> Tra
         if language == AUTO:  # Whisper's own detection: the most probable language token after <|startoftranscript|>
             detected = int(model.detect_language(input_features=features).item())
             code = processor.tokenizer.convert_ids_to_tokens(detected).strip("<|>")
+            task = "transcribe" if code == "en" else "translate"  # detected English is transcribed as such
         else:
             code = TO_LANGUAGE_CODE[language]
         tokens = model.generate(
@@ -127,6 +128,4 @@ class SpokenInstruction(Method):
             {p.name: params[p.name] for p in InstructPix2Pix.params},
         )
         info = {"transcript": instruction, "language": heard.language, "task": heard.task, **edit.info}
-        if inputs.audio.seconds > MAX_SECONDS:
-            info["note"] = f"only the first {MAX_SECONDS:g} s were heard"
         return MethodOutput(edit.image, info=info, extras=edit.extras)

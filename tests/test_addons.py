@@ -65,3 +65,19 @@ def test_unknown_add_on_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="unknown add-on 'nope'; known add-ons: ade20k_segmenter, annotator_hed"):
         get_addon_spec("nope")
     assert "nope" not in ADDONS
+
+
+def test_non_commercial_weights_are_flagged_in_the_tabs() -> None:
+    from demos.common import licence_warning, method_choices, methods_help
+    from methods.core.spec import Condition
+
+    assert ADDONS["dit"].non_commercial and ADDONS["imagebind_audio"].non_commercial
+    assert not ADDONS["ip_adapter"].non_commercial and not ADDONS["clap"].non_commercial
+    class_warning = licence_warning(Condition.CLASS)
+    assert "DDIB (DiT): dit (CC BY-NC 4.0" in class_warning and "Prompt-to-Prompt" not in class_warning
+    assert "imagebind_audio (CC BY-NC-SA 4.0" in licence_warning(Condition.AUDIO)
+    assert licence_warning(Condition.TEXT) == ""
+    labels = dict((name, label) for label, name in method_choices(Condition.AUDIO))
+    assert labels["sound_guidance"].endswith("non-commercial weights")
+    assert not labels["clap_sdedit"].endswith("non-commercial weights")
+    assert "ip_adapter (Apache 2.0)" in methods_help(Condition.REFERENCE)

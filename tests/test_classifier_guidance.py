@@ -12,9 +12,10 @@ import torch
 from diffusers import DDIMScheduler
 
 import methods.classifier_guidance_dit  # noqa: F401  (registers the method)
-from methods.classifier_guidance_dit import ClassifierObjective, decode_pixels, guided_eps, guided_sample, invert_part
+from methods.classifier_guidance_dit import ClassifierObjective, guided_eps, guided_sample, invert_part
 from methods.core import fullsize
 from methods.core.addons import get_addon_spec
+from methods.core.guidance import decode_pixels
 from methods.core.images import square_image
 from methods.core.latents import encode_image
 from methods.core.runner import run_comparison
@@ -147,7 +148,7 @@ def test_full_builder_writes_microsoft_resnet_50_that_its_loader_reads(tmp_path:
     """``build-full --only imagenet_classifier``: ResNet-50's 25 557 032 parameters (the real model's count) in
     microsoft/resnet-50's hub layout, read back by the spec's loader in float32 with its 224 px processor."""
     spec = get_addon_spec("imagenet_classifier")
-    assert spec.repo == "microsoft/resnet-50" and spec.licence == "Apache-2.0" and not spec.non_commercial
+    assert spec.repo == "microsoft/resnet-50" and spec.licence == "Apache 2.0" and not spec.non_commercial
     assert fullsize.main(["--only", "imagenet_classifier", "--cache-dir", str(tmp_path)]) == 0
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     stand_in = SimpleNamespace(device=torch.device("cpu"), dtype=torch.float16, variant=lambda s: s.variant)
@@ -159,3 +160,21 @@ def test_full_builder_writes_microsoft_resnet_50_that_its_loader_reads(tmp_path:
     with torch.no_grad():
         log_p = objective.log_probs(torch.rand(1, 3, 256, 256) * 2 - 1)
     assert log_p.shape == (1, 1000) and torch.isfinite(log_p).all()
+
+
+def test_objective_gradient_survives_float16_and_refuses_non_finite(caplog) -> None:
+    from methods.core.guidance import objective_gradient
+
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)).half()
+    w = a.float() * 1e-6  # the true gradient: ~1e-6 per value, as log p's through a decoder
+
+    def through_half(x: torch.Tensor) -> torch.Tensor:  # a float16 network on the path
+        return ((x.half() * a).sum() * 1e-6).float()
+
+    _, plain = objective_gradient(through_half, z, half=False)
+    _, scaled = objective_gradient(through_half, z, half=True)
+    error = lambda g: float((g - w).abs().max() / w.abs().max())  # noqa: E731
+    assert error(scaled) < 1e-3 < error(plain)  # unscaled, float16 keeps ~1e-6 as coarse subnormals
+    value, gradient = objective_gradient(lambda x: (x * float("inf")).sum(), z, half=False, what="test")
+    assert torch.equal(gradient, torch.zeros_like(z)) and "left unguided" in caplog.text

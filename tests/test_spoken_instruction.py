@@ -94,7 +94,8 @@ def test_another_language_is_translated_into_english(backbone) -> None:
     assert german == Transcript(processor.tokenizer.decode(tokens, skip_special_tokens=True).strip(), "de", "translate")
     detected = transcribe(backbone, clip, "auto-detect")
     model = backbone.addon("whisper")[0]
-    assert detected.task == "translate" and f"<|{detected.language}|>" in model.generation_config.lang_to_id
+    assert f"<|{detected.language}|>" in model.generation_config.lang_to_id
+    assert detected.task == ("transcribe" if detected.language == "en" else "translate")
 
 
 def test_empty_transcript_is_refused_with_a_sentence(backbone, photo, monkeypatch) -> None:
@@ -137,7 +138,11 @@ def test_full_builder_writes_whisper_base_with_its_real_ids(tmp_path) -> None:
     from methods.core.addons import full_speech, get_addon_spec
 
     spec = get_addon_spec("whisper")
-    assert (spec.repo, spec.licence, spec.non_commercial) == ("openai/whisper-base", "MIT", False)
+    assert (spec.repo, spec.licence, spec.non_commercial) == (
+        "openai/whisper-base",
+        "Apache 2.0 (model card; Whisper's code is MIT)",
+        False,
+    )
     full_speech.build_whisper(tmp_path, fullsize.Writer(dtype=torch.float32, dry_run=True, root=tmp_path))
     config = WhisperConfig.from_pretrained(tmp_path)
     assert (config.d_model, config.encoder_layers, config.decoder_layers, config.vocab_size) == (512, 6, 6, 51865)

@@ -349,14 +349,12 @@ def repo_folder(cache: Path, repo: str) -> Path:
 def snapshot(cache: Path, repo: str) -> Path | None:
     """The snapshot folder of ``repo`` (refs/main -> our fake commit, created if absent); None if the cache holds
     another commit of it (real files: not ours to overwrite)."""
-    if "://" in repo:  # a file its loader downloads by URL into torch's hub cache (ImageBind), not a hub repository
-        from methods.core.imagebind import url_cache_path
+    if "://" in repo:  # a file its loader downloads by URL (ImageBind): the stand-in goes to <cache>/url-files
+        from methods.core.loading import standin_path
 
-        path = url_cache_path(repo)
-        if path.exists() and not read_marker(path.parent):
-            return None  # the authors' real file: not ours to overwrite
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.parent
+        folder = standin_path(repo, cache).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     commit = fake_commit(repo)
     refs = repo_folder(cache, repo) / "refs" / "main"
     if refs.exists() and refs.read_text().strip() != commit:
@@ -429,9 +427,9 @@ def plan_piece(piece: Piece, cache: Path, dtype: torch.dtype) -> Outcome:
         files = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
     files.update(writer.planned)
     if "://" in piece.repo:
-        from methods.core.imagebind import url_cache_path
+        from methods.core.loading import standin_path
 
-        folder = url_cache_path(piece.repo).parent
+        folder = standin_path(piece.repo, cache).parent
     else:
         folder = repo_folder(cache, piece.repo) / "snapshots" / fake_commit(piece.repo)
     done = read_marker(folder).get(piece.name) == str(writer.weights_dtype).removeprefix("torch.")

@@ -12,7 +12,8 @@ The tower, as the official ``imagebind_model.py`` builds it: 128-bin Kaldi log-m
 stride 10 (no bias) + LayerNorm as the patch stem, a learned class token and position embedding; 12 pre-norm
 blocks of ``nn.MultiheadAttention`` with learned key/value biases (``add_bias_kv``) and a GELU MLP; the head
 is LayerNorm -> the class token -> a linear map to 1024, L2-normalised. A clip is cut into three 2 s windows
-spread evenly over its length (pytorchvideo's ``ConstantClipsPerVideoSampler``) and their embeddings averaged.
+spread evenly over its length (pytorchvideo's ``ConstantClipsPerVideoSampler``) and their embeddings averaged. (A
+multi-channel file is downmixed to mono by the hub's audio reader; ImageBind's ``kaldi.fbank`` reads channel 0.)
 
 Only the architecture is written here (no pip package ships it: PyPI's ``imagebind`` is an empty placeholder);
 the filter banks are transformers' ``ASTFeatureExtractor`` (the same Kaldi recipe; AST divides by 2 std, so its
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from methods.core.audio import audio_digest, resample
+from methods.core.loading import url_file
 from methods.core.lru import LRU
 from methods.core.spec import Audio
 
@@ -216,17 +218,9 @@ def weights_path(location: str) -> Path:
     """A local file, ``imagebind_huge.pth`` in a local folder, or the authors' URL (downloaded once into
     torch's hub cache, as the official code does)."""
     if "://" in location:
-        path = url_cache_path(location)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(location, str(path))
-        return path
+        return url_file(location)
     path = Path(location)
     return path / WEIGHTS_FILE if path.is_dir() else path
-
-
-def url_cache_path(url: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def load_audio_tower(location: str, device: torch.device, dtype: torch.dtype) -> ImageBindAudio:
@@ -288,7 +282,9 @@ def embed_pixels(encoder: Any, pixels: torch.Tensor) -> torch.Tensor:
         antialias=True,
     )
     top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
-    crop = resized[..., top : top + size, left : left + size].clamp(0, 1)
+    crop = resized[..., top : top + size, left : left + size]
+    if not crop.requires_grad:  # as the processor sees a saved image; under guidance a clamp would zero the gradient
+        crop = crop.clamp(0, 1)
     mean = torch.tensor(OPENAI_CLIP_MEAN, device=crop.device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_CLIP_STD, device=crop.device).view(1, 3, 1, 1)
     return encoder(((crop - mean) / std).to(encoder.dtype)).image_embeds.float()

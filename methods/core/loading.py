@@ -9,6 +9,7 @@ which refuses such a checkpoint with a sentence naming the repository and the ke
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -59,3 +60,40 @@ def load_model(model_class: Any, location: str, *, variant: str | None = None, *
     model, info = model_class.from_pretrained(location, output_loading_info=True, **kwargs)
     check_complete(info, location, subfolder)
     return model
+
+
+def url_cache_path(url: str) -> Path:
+    """Where a checkpoint published at a URL (not on the model hub) is kept: torch's hub cache, by file name."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def standin_path(url: str, cache: Path | None = None) -> Path:
+    """Where ``build-full`` writes a seeded random-weight stand-in for a URL checkpoint: ``<hub cache>/url-files/``
+    (beside the full-size profile's hub repositories, never where the real download goes)."""
+    from huggingface_hub import constants
+
+    return Path(cache or constants.HF_HUB_CACHE) / "url-files" / url.rsplit("/", 1)[-1]
+
+
+def url_file(url: str) -> Path:
+    """The file at ``url``: the real download in torch's hub cache if present, else the full-size profile's
+    stand-in in the hub cache, else downloaded now (refused offline with a sentence)."""
+    import os
+
+    import torch
+
+    path = url_cache_path(url)
+    if path.exists():
+        return path
+    standin = standin_path(url)
+    if standin.exists():
+        logger.warning("%s: using the full-size profile's random-weight stand-in (build-full)", url.rsplit("/", 1)[-1])
+        return standin
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        name = url.rsplit("/", 1)[-1]
+        raise FileNotFoundError(f"{name} is not downloaded and the hub is offline: run `python -m methods prefetch`.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(path))
+    return path

@@ -55,13 +55,22 @@ def plan(tabs: Iterable[str] | None = None) -> list[Wanted]:
     by_repo: dict[str, Wanted] = {SD15_ID: Wanted(SD15_ID, BASE_FILES, "fp16", ("base",))}
     for name in addons_of_tabs(tabs):
         spec = ADDONS[name]
-        if ":" in spec.repo:  # not a hub repository (e.g. torchvision's own download)
+        if ":" in spec.repo:  # not a hub repository: a URL (see `urls`) or a library's own download
             continue
         old = by_repo.get(spec.repo)
         entries = tuple(dict.fromkeys((*(old.entries if old else ()), *spec.download())))
         names = (*(old.addons if old else ()), name)
         by_repo[spec.repo] = Wanted(spec.repo, entries, spec.variant or (old.variant if old else None), names)
     return list(by_repo.values())
+
+
+def urls(tabs: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Checkpoints the chosen tabs' add-ons read from a URL (the authors' own server), with the add-ons using each."""
+    found: dict[str, list[str]] = {}
+    for name in addons_of_tabs(tabs):
+        if "://" in ADDONS[name].repo:
+            found.setdefault(ADDONS[name].repo, []).append(name)
+    return found
 
 
 def select(files: dict[str, int], entries: Iterable[str], variant: str | None) -> dict[str, int]:
@@ -117,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         todo.extend((wanted.repo, name, size) for name, size in picked.items())
     total = sum(size for *_, size in todo)
     print(f"total: {len(todo)} files, {tqdm.format_sizeof(total, 'B', 1024)}")
+    for url, users in urls(tabs).items():
+        print(f"{url}  for {', '.join(users)} (from its authors' server, into torch's hub cache)")
     if args.dry_run:
         return 0
+    from methods.core.loading import url_file
+
+    for url in urls(tabs):
+        url_file(url)
     with tqdm(total=total, unit="B", unit_scale=True, desc="prefetch") as bar:
         for repo, name, size in todo:
             hf_hub_download(repo, name)

@@ -65,7 +65,7 @@ class AddonSpec:
 
     @property
     def non_commercial(self) -> bool:
-        return "non-commercial" in self.licence.lower()
+        return "non-commercial" in self.licence.lower() or "by-nc" in self.licence.lower()
 
     def download(self) -> tuple[str, ...]:
         if self.files:

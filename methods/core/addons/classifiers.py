@@ -42,6 +42,6 @@ SPECS = (
         _image_classifier,
         f"{_TINY}:build_imagenet_classifier",
         build_full="methods.core.addons.full_classifiers:build_imagenet_classifier",
-        licence="Apache-2.0",
+        licence="Apache 2.0",
     ),
 )

@@ -1,6 +1,6 @@
 """Full builders for ``imagebind``: imagebind_huge's audio tower at its real config (12 blocks x 768 -> 1024),
-seeded random weights, as ``imagebind_huge.pth`` (audio keys only) in torch's hub cache, where the loader keeps the
-authors' file after downloading it (``methods.core.fullsize.snapshot``)."""
+seeded random weights, as ``imagebind_huge.pth`` (audio keys only) in ``<hub cache>/url-files/``, which the loader reads
+when the authors' file has not been downloaded (``methods.core.loading.url_file``)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,6 @@ SPECS = (
         _whisper,
         f"{_TINY}:build_whisper",
         build_full=f"{_FULL}:build_whisper",
-        licence="MIT",
+        licence="Apache 2.0 (model card; Whisper's code is MIT)",
     ),
 )
