@@ -22,7 +22,7 @@ from methods.core.half import FP16_LOSS_SCALE, LossScaler, master
 from methods.core.inversion import invert, reconstruct
 from methods.core.latents import decode_latents
 from methods.core.runner import run_comparison
-from methods.core.spec import Box, Drag, EditInputs
+from methods.core.spec import Audio, Box, Drag, EditInputs
 from tests.conftest import center_mask, make_photo, tiny_settings
 
 SEED = 0
@@ -210,3 +210,23 @@ def test_null_text_inversion(half: Backbone, small: Image.Image) -> None:
     assert all(e.dtype == torch.float32 and e.isfinite().all() for e in result.null_embeds)
     assert report["final_loss"][0] < 0.5 * report["initial_loss"][0], report
     assert report["skipped"] == [0] and report["iterations"] == [3], report
+
+
+def test_x0_guidance_methods(half: Backbone, small: Image.Image) -> None:
+    """Sound guidance and universal guidance backpropagate a score of the decoded x̂0 through the half VAE (and the
+    ViT-H image encoder / DiT + classifier): float16 scales the objective (methods/core/guidance.py). The result is
+    finite, the scores are numbers, and the shared modules are restored."""
+    rate = 16_000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.float32)
+    for name in ("imagebind_audio", "ip_adapter_image_encoder", "dit", "imagenet_classifier"):
+        half.addon(name)  # loaded before the watch: the shared modules compared afterwards include them
+    inputs = EditInputs(image=small, prompt="a house", audio=Audio(tone, rate), steps=4)
+    with restored_and_finite(half):
+        info = run(half, "audio", "sound_guidance", inputs, scale=0.5)
+    steps = [float(c) for c in info["cosine of x̂0 per guided step"].split(", ")]
+    assert steps and all(np.isfinite(steps))
+    inputs = EditInputs(image=small, source_class=281, target_class=1, steps=4)
+    with restored_and_finite(half):
+        info = run(half, "class", "classifier_guidance_dit", inputs)
+    before, after = (float(v) for v in info["log p(target) photo → result"].split(" → "))
+    assert np.isfinite(before) and np.isfinite(after)
