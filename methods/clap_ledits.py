@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from methods.core.audio import clap_tags, parse_labels
+from methods.core.audio import LABELS_PARAM, clap_tags, parse_labels
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
 from methods.core.spec import (
@@ -39,7 +39,6 @@ from methods.core.spec import (
     Method,
     MethodOutput,
     Paper,
-    Param,
     RunContext,
     Strategy,
 )
@@ -94,14 +93,7 @@ class ClapLedits(Method):
             help="per tag = each tag its own concept with its own mask (LEDITS++ multi-concept editing); "
             "joined = one concept of all tags joined by commas.",
         ),
-        Param(
-            "labels",
-            "text",
-            "",
-            label="sound labels",
-            help="Comma-separated vocabulary CLAP chooses from; empty = the tab's tag vocabulary, or else the "
-            "built-in 50 everyday sounds.",
-        ),
+        LABELS_PARAM,
         *(p for p in LeditsPP.params if p.name not in _FIXED),
     )
     addons = ("clap",)

@@ -22,7 +22,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline
 
-from methods.core.audio import clap_tags, parse_labels
+from methods.core.audio import LABELS_PARAM, clap_tags, parse_labels
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
 from methods.core.spec import (
@@ -66,14 +66,7 @@ class ClapSDEdit(Method):
             help="Prompt template: {tags} = the top labels joined by commas, {prompt} = the tab's prompt "
             f"(or '{DEFAULT_DESCRIPTION}' when it is empty).",
         ),
-        Param(
-            "labels",
-            "text",
-            "",
-            label="sound labels",
-            help="Comma-separated vocabulary CLAP chooses from; empty = the tab's tag vocabulary, or else the "
-            "built-in 50 everyday sounds.",
-        ),
+        LABELS_PARAM,
     )
     addons = ("clap",)
     requires = (IMAGE, AUDIO)

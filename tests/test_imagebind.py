@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+from diffusers import StableDiffusionImg2ImgPipeline
 from test_ip_adapter import assert_unet_clean
 
 import methods.imagebind_ip_adapter  # noqa: F401  (registers the methods)
@@ -20,6 +20,7 @@ from methods.core.runner import run_comparison
 from methods.core.spec import Audio, EditInputs
 from methods.imagebind_ip_adapter import image_embeds, prompt_embeds
 from methods.sound_guidance import SoundGuide
+from tests.helpers import direct_components
 
 RATE, SEED, STEPS, PROMPT = 16_000, 0, 4, "a house on a meadow"
 
@@ -96,15 +97,7 @@ def test_sound_as_image_prompt_equals_diffusers_ip_adapter(backbone: Backbone, p
     assert "sound vs photo" in record["info"]["ImageBind cosine"]
     processors = dict(backbone.unet.attn_processors)
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=backbone.vae,
-        text_encoder=backbone.text_encoder,
-        tokenizer=backbone.tokenizer,
-        unet=backbone.unet,
-        scheduler=DDIMScheduler.from_config(backbone.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        image_encoder=backbone.addon("ip_adapter_image_encoder"),
-        requires_safety_checker=False,
+        **direct_components(backbone, image_encoder=backbone.addon("ip_adapter_image_encoder"))
     )
     pipe.set_progress_bar_config(disable=True)
     weights = backbone.addon("ip_adapter")

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 from methods.core.limits import MAX_LABELS, at_most, is_number, shown
 from methods.core.lru import LRU
-from methods.core.spec import Audio, InputError
+from methods.core.spec import Audio, InputError, Param
 
 if TYPE_CHECKING:
     from methods.core.backbone import Backbone
@@ -169,6 +169,17 @@ def audio_digest(audio: Audio) -> str:
 
 
 # -- CLAP tagging -----------------------------------------------------------------------------------
+# The vocabulary parameter of every CLAP-tagging method ("" = the tab's SOUND_LABELS, else DEFAULT_LABELS).
+LABELS_PARAM = Param(
+    "labels",
+    "text",
+    "",
+    label="sound labels",
+    help="Comma-separated vocabulary CLAP chooses from; empty = the tab's tag vocabulary, or else the built-in 50 "
+    "everyday sounds.",
+)
+
+
 def parse_labels(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """A comma-separated vocabulary (or a sequence); empty means :data:`DEFAULT_LABELS`."""
     items = text.split(",") if isinstance(text, str) else list(text or [])
