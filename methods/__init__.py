@@ -69,6 +69,7 @@ from methods import clap_ledits  # noqa: F401
 from methods import imagebind_ip_adapter  # noqa: F401
 from methods import sound_guidance  # noqa: F401
 from methods import spoken_instruction  # noqa: F401
+from methods import audiotoken  # noqa: F401
 
 # class
 from methods import ddib_dit  # noqa: F401

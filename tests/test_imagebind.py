@@ -190,4 +190,8 @@ def test_url_checkpoint_prefers_the_real_download_then_the_full_size_stand_in(tm
     real.parent.mkdir(parents=True)
     real.write_bytes(b"real")
     assert loading.url_file(url) == real  # a real download always wins over the stand-in
-    assert list(urls(["audio"])) == ["https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"]
+    listed = urls(["audio"])  # prefetch fetches every file a URL-located add-on lists
+    assert listed["https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"] == ["imagebind_audio"]
+    assert [name for users in listed.values() for name in users].count("audiotoken") == 2  # BEATs + its embedder
+    signed = "https://example.org/a/BEATs.pt?sv=1&sig=x%3D"
+    assert loading.url_cache_path(signed).name == loading.standin_path(signed).name == "BEATs.pt"

@@ -62,11 +62,18 @@ def load_model(model_class: Any, location: str, *, variant: str | None = None, *
     return model
 
 
+def url_name(url: str) -> str:
+    """The file name of a URL's path (a signed URL's query dropped)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
 def url_cache_path(url: str) -> Path:
     """Where a checkpoint published at a URL (not on the model hub) is kept: torch's hub cache, by file name."""
     import torch
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / url_name(url)
 
 
 def standin_path(url: str, cache: Path | None = None) -> Path:
@@ -74,7 +81,7 @@ def standin_path(url: str, cache: Path | None = None) -> Path:
     (beside the full-size profile's hub repositories, never where the real download goes)."""
     from huggingface_hub import constants
 
-    return Path(cache or constants.HF_HUB_CACHE) / "url-files" / url.rsplit("/", 1)[-1]
+    return Path(cache or constants.HF_HUB_CACHE) / "url-files" / url_name(url)
 
 
 def url_file(url: str) -> Path:
@@ -89,10 +96,10 @@ def url_file(url: str) -> Path:
         return path
     standin = standin_path(url)
     if standin.exists():
-        logger.warning("%s: using the full-size profile's random-weight stand-in (build-full)", url.rsplit("/", 1)[-1])
+        logger.warning("%s: using the full-size profile's random-weight stand-in (build-full)", url_name(url))
         return standin
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        name = url.rsplit("/", 1)[-1]
+        name = url_name(url)
         raise FileNotFoundError(f"{name} is not downloaded and the hub is offline: run `python -m methods prefetch`.")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(path))

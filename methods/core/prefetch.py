@@ -68,8 +68,10 @@ def urls(tabs: Iterable[str] | None = None) -> dict[str, list[str]]:
     """Checkpoints the chosen tabs' add-ons read from a URL (the authors' own server), with the add-ons using each."""
     found: dict[str, list[str]] = {}
     for name in addons_of_tabs(tabs):
-        if "://" in ADDONS[name].repo:
-            found.setdefault(ADDONS[name].repo, []).append(name)
+        spec = ADDONS[name]
+        if "://" in spec.repo:
+            for url in spec.files or (spec.repo,):
+                found.setdefault(url, []).append(name)
     return found
 
 

@@ -32,6 +32,7 @@ FAMILIES = (
     "methods.core.addons.classifiers",
     "methods.core.addons.speech",
     "methods.core.addons.imagebind",
+    "methods.core.addons.audiotoken",
     "evaluation.metric_models",
 )
 
