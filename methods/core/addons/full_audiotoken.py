@@ -12,10 +12,11 @@ from methods.core.fullsize import Writer
 
 def build_audiotoken(folder: Path, writer: Writer) -> None:
     from methods.core import beats
+    from methods.core.addons.audiotoken import BEATS_URL, EMBEDDER_URL
     from methods.core.loading import standin_path
 
     model = writer.build(lambda: beats.BEATs(beats.BEATsConfig()), 1200)
     checkpoint = {"cfg": asdict(model.config), "model": beats.to_official(model.state_dict())}
-    writer.save_torch(checkpoint, folder / standin_path(beats.BEATS_URL).name)
+    writer.save_torch(checkpoint, folder / standin_path(BEATS_URL).name)
     embedder = writer.build(beats.FGAEmbedder, 1201)
-    writer.save_torch(embedder.state_dict(), folder / standin_path(beats.EMBEDDER_URL).name)
+    writer.save_torch(embedder.state_dict(), folder / standin_path(EMBEDDER_URL).name)
