@@ -22,9 +22,8 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 
-from methods.core.audio import audio_digest, resample
+from methods.core.audio import per_clip, resample
 from methods.core.beats import SAMPLING_RATE, official_clip
-from methods.core.lru import LRU
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, PROMPT
 from methods.core.spec import (
@@ -89,13 +88,7 @@ class AudioToken(Method):
 
 def audio_token(backbone: Any, audio: Audio) -> torch.Tensor:
     """The embedder's vector (text width,) in float32 for a clip, cached per clip."""
-    cache = backbone.cache("audiotoken_tokens", LRU)
-    key = audio_digest(audio)
-    token = cache.get(key)
-    if token is None:
-        token = compute_token(backbone.addon("audiotoken"), audio)
-        cache.put(key, token)
-    return token
+    return per_clip(backbone, "audiotoken_tokens", audio, lambda: compute_token(backbone.addon("audiotoken"), audio))
 
 
 def compute_token(encoder: Any, audio: Audio) -> torch.Tensor:

@@ -13,7 +13,7 @@ import hashlib
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +166,18 @@ def audio_digest(audio: Audio) -> str:
     digest = hashlib.sha1(np.ascontiguousarray(audio.waveform, dtype=np.float32).tobytes())
     digest.update(str(audio.sampling_rate).encode())
     return digest.hexdigest()
+
+
+def per_clip(backbone: Backbone, name: str, audio: Audio, compute: Callable[[], Any]) -> Any:
+    """``compute()`` for this clip, cached by the clip's digest in the backbone's cache ``name`` (what a method
+    derives from the sound is shared by its reruns and by the other methods that use it)."""
+    cache = backbone.cache(name, LRU)
+    key = audio_digest(audio)
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.put(key, value)
+    return value
 
 
 # -- CLAP tagging -----------------------------------------------------------------------------------

@@ -35,9 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.core.audio import audio_digest, resample
+from methods.core.audio import per_clip, resample
 from methods.core.loading import url_file
-from methods.core.lru import LRU
 from methods.core.spec import Audio
 
 if TYPE_CHECKING:
@@ -194,13 +193,9 @@ def audio_embedding(tower: ImageBindAudio, audio: Audio) -> torch.Tensor:
 def sound_embedding(backbone: Backbone, audio: Audio) -> torch.Tensor:
     """:func:`audio_embedding` with the backbone's ImageBind add-on, cached per clip (the methods of the audio tab
     that use it share one computation)."""
-    cache = backbone.cache("imagebind_embeddings", LRU)
-    key = audio_digest(audio)
-    embedding = cache.get(key)
-    if embedding is None:
-        embedding = audio_embedding(backbone.addon("imagebind_audio"), audio)
-        cache.put(key, embedding)
-    return embedding
+    return per_clip(
+        backbone, "imagebind_embeddings", audio, lambda: audio_embedding(backbone.addon("imagebind_audio"), audio)
+    )
 
 
 # -- weights ------------------------------------------------------------------------------------------
