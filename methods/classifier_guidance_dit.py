@@ -23,10 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
-from diffusers import DDIMInverseScheduler, DDIMScheduler
+from diffusers import DDIMScheduler
 
-from methods.core.guidance import decode_pixels, has_half, objective_gradient
+from methods.core.guidance import decode_pixels, has_half, objective_gradient, processor_input
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
 from methods.core.latents import encode_image
@@ -44,7 +43,7 @@ from methods.core.spec import (
     RunContext,
     Strategy,
 )
-from methods.ddib_dit import at_input_size, predict_eps
+from methods.ddib_dit import at_input_size, ddim_invert, predict_eps
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +57,11 @@ class ClassifierObjective:
         self.crop = int(size.get("shortest_edge") or size["height"])
         crop_pct = getattr(processor, "crop_pct", None)  # ConvNeXt-style: resize to crop / crop_pct, centre crop
         self.resize = int(self.crop / crop_pct) if crop_pct and "shortest_edge" in size and self.crop < 384 else None
-        self.mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
 
     def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
         """Square [-1, 1] pixels -> the classifier's input: bicubic resize, centre crop, mean / std."""
-        x = (pixels.float() + 1) / 2
-        x = F.interpolate(x, size=self.resize or self.crop, mode="bicubic", antialias=True, align_corners=False)
-        if self.resize:
-            top = (self.resize - self.crop) // 2
-            x = x[..., top : top + self.crop, top : top + self.crop]
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        processor = self.processor
+        return processor_input(pixels, self.resize or self.crop, self.crop, processor.image_mean, processor.image_std)
 
     def log_probs(self, pixels: torch.Tensor) -> torch.Tensor:
         model = self.model
@@ -100,18 +93,6 @@ def guided_eps(
 
     value, grad = objective_gradient(log_p, latents, has_half(transformer, vae), "classifier")
     return kept["eps"].detach() - scale * (1 - alpha).sqrt() * grad, torch.tensor([value])
-
-
-@torch.no_grad()
-def invert_part(
-    transformer: Any, scheduler_config: Any, latents: torch.Tensor, label: int, steps: int, levels: int
-) -> torch.Tensor:
-    """The first ``levels`` steps of ``ddib_dit.ddim_invert``'s ``steps``-step DDIM inversion (all: the same)."""
-    scheduler = DDIMInverseScheduler.from_config(scheduler_config, clip_sample=False)
-    scheduler.set_timesteps(steps, device=latents.device)
-    for t in scheduler.timesteps[:levels]:
-        latents = scheduler.step(predict_eps(transformer, latents, t, label), t, latents).prev_sample
-    return latents
 
 
 def guided_sample(
@@ -209,7 +190,7 @@ class ClassifierGuidanceDiT(Method):
         photo = square_image(inputs.image, size)
         latents = encode_image(ctx.backbone, photo)
         # 3. x_0 -> x_t under the source class, ``levels`` of ``steps`` DDIM steps
-        noisy = invert_part(transformer, scheduler.config, latents, source, inputs.steps, levels)
+        noisy = ddim_invert(transformer, scheduler.config, latents, source, inputs.steps, levels=levels)
         ctx.report(levels, total)
         # 4. x_t -> x_0 under the target class, with forward guidance by the classifier
         edited = guided_sample(

@@ -129,11 +129,14 @@ def ddim_invert(
     label: int,
     steps: int,
     report: Callable[[int], None] = lambda step: None,
+    *,
+    levels: int | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM ODE from x_0 to x_T (diffusers' DDIMInverseScheduler, eta = 0)."""
+    """Deterministic DDIM ODE from x_0 to x_T (diffusers' DDIMInverseScheduler, eta = 0), or only its first
+    ``levels`` steps of the ``steps``-step schedule (a partial inversion)."""
     scheduler = DDIMInverseScheduler.from_config(scheduler_config, clip_sample=False)  # DiT never clips latents
     scheduler.set_timesteps(steps, device=latents.device)
-    for i, t in enumerate(scheduler.timesteps):
+    for i, t in enumerate(scheduler.timesteps[:levels]):
         latents = scheduler.step(predict_eps(transformer, latents, t, label), t, latents).prev_sample
         report(i + 1)
     return latents

@@ -25,7 +25,7 @@ import torch
 from methods.core.ddim import ddim_invert, sampling_schedule
 from methods.core.guidance import decode_pixels, has_half, objective_gradient
 from methods.core.imagebind import cosine, embed_pixels, sound_embedding
-from methods.core.latents import decode_latents, encode_image, encode_prompt, predict_noise
+from methods.core.latents import encode_image, encode_prompt, predict_noise
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -87,10 +87,11 @@ class SoundGuidance(Method):
             backbone, x_t, cond, uncond, inputs.steps, start, inputs.guidance, guide,
             on_step=lambda j: ctx.report(start + j, total),
         )  # fmt: skip
-        image = decode_latents(backbone, result)
-        with torch.no_grad():
+        with torch.no_grad():  # the result decoded once: its picture and its cosine
+            pixels = decode_pixels(backbone.vae, result)
             before = float(cosine(sound, embed_pixels(encoder, decode_pixels(backbone.vae, latents))))
-            after = float(cosine(sound, embed_pixels(encoder, decode_pixels(backbone.vae, result))))
+            after = float(cosine(sound, embed_pixels(encoder, pixels)))
+        image = backbone.base.image_processor.postprocess(pixels, output_type="pil")[0]
         steps = ", ".join(f"{c:.3f}" for c in guide.similarities)
         info = {"ImageBind cosine": f"photo {before:.3f} -> result {after:.3f}", "cosine of x̂0 per guided step": steps}
         return MethodOutput(image, info=info)

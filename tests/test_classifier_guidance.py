@@ -12,7 +12,7 @@ import torch
 from diffusers import DDIMScheduler
 
 import methods.classifier_guidance_dit  # noqa: F401  (registers the method)
-from methods.classifier_guidance_dit import ClassifierObjective, guided_eps, guided_sample, invert_part
+from methods.classifier_guidance_dit import ClassifierObjective, guided_eps, guided_sample
 from methods.core import fullsize
 from methods.core.addons import get_addon_spec
 from methods.core.guidance import decode_pixels
@@ -57,7 +57,7 @@ def test_one_guided_step_raises_log_p_of_the_target(backbone, photo):
     s = 10: -7.858 (at s = 100 the first-order step overshoots: -8.58)."""
     transformer, scheduler, objective, x0 = _setup(backbone, photo)
     steps, levels = 10, 5
-    z_t = invert_part(transformer, scheduler.config, x0, TABBY, steps, levels)
+    z_t = ddim_invert(transformer, scheduler.config, x0, TABBY, steps, levels=levels)
     sampler = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
     sampler.set_timesteps(steps)
     t = sampler.timesteps[steps - levels]
@@ -86,7 +86,7 @@ def test_scale_zero_is_the_unguided_sampler_bit_for_bit(backbone, photo):
     transformer, scheduler, objective, x0 = _setup(backbone, photo)
     steps, guidance = 4, 1.5
     x_t = ddim_invert(transformer, scheduler.config, x0, TABBY, steps)
-    assert torch.equal(invert_part(transformer, scheduler.config, x0, TABBY, steps, steps), x_t)
+    assert torch.equal(ddim_invert(transformer, scheduler.config, x0, TABBY, steps, levels=steps), x_t)
     ours = guided_sample(
         transformer, scheduler.config, backbone.vae, objective, x_t, GOLDFISH, steps, steps, 0.0, guidance
     )

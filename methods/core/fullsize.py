@@ -346,20 +346,27 @@ def repo_folder(cache: Path, repo: str) -> Path:
     return cache / repo_folder_name(repo_id=repo, repo_type="model")
 
 
+def piece_folder(cache: Path, repo: str) -> Path:
+    """Where a piece's files go: our fake commit's snapshot of a hub repository, or ``<cache>/url-files`` for a URL."""
+    if "://" in repo:
+        from methods.core.loading import standin_path
+
+        return standin_path(repo, cache).parent
+    return repo_folder(cache, repo) / "snapshots" / fake_commit(repo)
+
+
 def snapshot(cache: Path, repo: str) -> Path | None:
     """The snapshot folder of ``repo`` (refs/main -> our fake commit, created if absent); None if the cache holds
     another commit of it (real files: not ours to overwrite)."""
-    if "://" in repo:  # a file its loader downloads by URL (ImageBind): the stand-in goes to <cache>/url-files
-        from methods.core.loading import standin_path
-
-        folder = standin_path(repo, cache).parent
+    if "://" in repo:  # a file its loader downloads by URL (ImageBind, BEATs): the stand-in goes to <cache>/url-files
+        folder = piece_folder(cache, repo)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
     commit = fake_commit(repo)
     refs = repo_folder(cache, repo) / "refs" / "main"
     if refs.exists() and refs.read_text().strip() != commit:
         return None
-    folder = repo_folder(cache, repo) / "snapshots" / commit
+    folder = piece_folder(cache, repo)
     folder.mkdir(parents=True, exist_ok=True)
     if not refs.exists():
         refs.parent.mkdir(parents=True, exist_ok=True)
@@ -426,12 +433,7 @@ def plan_piece(piece: Piece, cache: Path, dtype: torch.dtype) -> Outcome:
         piece.build(root, writer)
         files = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
     files.update(writer.planned)
-    if "://" in piece.repo:
-        from methods.core.loading import standin_path
-
-        folder = standin_path(piece.repo, cache).parent
-    else:
-        folder = repo_folder(cache, piece.repo) / "snapshots" / fake_commit(piece.repo)
+    folder = piece_folder(cache, piece.repo)
     done = read_marker(folder).get(piece.name) == str(writer.weights_dtype).removeprefix("torch.")
     return Outcome(piece, "skipped" if done else "planned", sum(files.values()), files=dict(sorted(files.items())))
 

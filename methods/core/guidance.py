@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,25 @@ FP16_OBJECTIVE_SCALE = 2.0**12  # scores of ~1 with gradients of ~1e-6 per laten
 def decode_pixels(vae: Any, latents: torch.Tensor) -> torch.Tensor:
     """The VAE's [-1, 1] decoding of ``latents`` in float32, differentiable (``latents.decode_latents`` is not)."""
     return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample.float()
+
+
+def processor_input(
+    pixels: torch.Tensor, short_side: int, crop: int, mean: Any, std: Any, clamp: bool = False
+) -> torch.Tensor:
+    """An image processor's steps in torch, differentiable: [-1, 1] pixels (B, 3, H, W) -> bicubic resize of the
+    short side to ``short_side``, centre ``crop`` x ``crop``, optionally clamped to [0, 1], then (x - mean) / std."""
+    x = (pixels.float() + 1) / 2
+    height, width = x.shape[-2:]
+    scale = short_side / min(height, width)
+    size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
+    x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+    top, left = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
+    x = x[..., top : top + crop, left : left + crop]
+    if clamp:
+        x = x.clamp(0, 1)
+    mean = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean) / std
 
 
 def objective_gradient(

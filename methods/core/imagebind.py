@@ -266,23 +266,12 @@ def embed_pixels(encoder: Any, pixels: torch.Tensor) -> torch.Tensor:
     crop, CLIP's mean/std, which OpenCLIP ViT-H shares)."""
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+    from methods.core.guidance import processor_input
+
     size = int(encoder.config.image_size)
-    height, width = pixels.shape[-2:]
-    scale = size / min(height, width)
-    resized = nn.functional.interpolate(
-        (pixels.float() + 1) / 2,
-        size=(max(size, round(height * scale)), max(size, round(width * scale))),
-        mode="bicubic",
-        align_corners=False,
-        antialias=True,
-    )
-    top, left = (resized.shape[-2] - size) // 2, (resized.shape[-1] - size) // 2
-    crop = resized[..., top : top + size, left : left + size]
-    if not crop.requires_grad:  # as the processor sees a saved image; under guidance a clamp would zero the gradient
-        crop = crop.clamp(0, 1)
-    mean = torch.tensor(OPENAI_CLIP_MEAN, device=crop.device).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_CLIP_STD, device=crop.device).view(1, 3, 1, 1)
-    return encoder(((crop - mean) / std).to(encoder.dtype)).image_embeds.float()
+    # unclamped under guidance: a clamp would zero the gradient where x̂0 saturates
+    x = processor_input(pixels, size, size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clamp=not pixels.requires_grad)
+    return encoder(x.to(encoder.dtype)).image_embeds.float()
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
