@@ -17,6 +17,7 @@ import methods  # noqa: E402, F401  (registers every method)
 from demos import leaderboard, tabs  # noqa: E402
 from demos.common import Hub  # noqa: E402
 from demos.guard import HubBlocks  # noqa: E402
+from demos.zerogpu import prepare_backbone_for_zerogpu  # noqa: E402
 from methods.core.backbone import Backbone, BackboneUnavailable  # noqa: E402
 from methods.core.loading import IncompleteCheckpoint  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
@@ -44,6 +45,17 @@ def build_app(hub: Hub, settings: Settings) -> gr.Blocks:
     return app
 
 
+# The grid's captions wrap over the bottom of each cell instead of being cut to one line, so a method's name
+# and parameters stay legible in the thumbnail.
+CSS = """
+.hub-grid .caption-label { white-space: normal; max-width: 100%; left: 0; right: 0; bottom: 0; opacity: 0.92;
+  font-size: 12px; line-height: 1.25; max-height: 42%; overflow-y: auto; border-radius: 0; }
+table.hub-sweep { border-collapse: collapse; }
+table.hub-sweep th, table.hub-sweep td { border: 1px solid var(--border-color-primary); padding: 4px; }
+table.hub-sweep img { max-width: 256px; display: block; }
+"""
+
+
 def launch_options(settings: Settings) -> dict[str, Any]:
     """What ``launch`` needs beyond host and port to stay bounded on a public Space (tests use it too)."""
     return {
@@ -51,12 +63,13 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "allowed_paths": ["assets"],
         "max_file_size": int(settings.max_file_mb * 2**20),
         "state_session_capacity": settings.max_sessions,
+        "css": CSS,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("HUB_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(argv)
+    settings = prepare_backbone_for_zerogpu(Settings.from_env(argv))  # unchanged off ZeroGPU
     quiet_libraries()
     try:
         backbone = Backbone(settings)

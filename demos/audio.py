@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, Tab, banner, build_tab
+from demos.common import Hub, Tab, add_examples, banner, build_tab
 from methods.core import audio as audio_tools
 from methods.core.images import text_card
 from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
@@ -38,6 +38,23 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 TAB = Tab(CONDITION, (IMAGE, AUDIO, PROMPT, SOUND_LABELS), build_inputs, condition_cell, addons=("clap",))
 
+# Example rows by widget name: the photos first (assets/README.md), then the drawn house.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/coffee.jpg",
+        "audio": "assets/rain.wav",
+        "prompt": "a cup of coffee on a wooden table",
+        "labels": "",
+    },
+    {
+        "image": "assets/chelsea.jpg",
+        "audio": "assets/bell.wav",
+        "prompt": "a photo of a cat",
+        "labels": "church bells, a cat meowing, rain, birds chirping",
+    },
+    {"image": "assets/house.png", "audio": "assets/rain.wav", "prompt": "a house", "labels": ""},
+]
+
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
@@ -50,5 +67,4 @@ def create_demo(hub: Hub) -> None:
             prompt = gr.Textbox(value="", label="Base description of the photo (optional)")
             labels = gr.Textbox(value="", label="Tag vocabulary (comma-separated; empty = built-in everyday sounds)")
     widgets = {"image": image, "audio": clip, "prompt": prompt, "labels": labels}
-    build_tab(hub, TAB, widgets)
-    gr.Examples([["assets/house.png", "assets/rain.wav", "a house", ""]], inputs=[image, clip, prompt, labels])
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

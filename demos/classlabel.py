@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, Tab, banner, build_tab
+from demos.common import Hub, Tab, add_examples, banner, build_tab
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import load_image, square_image
 from methods.core.slots import IMAGE, SOURCE_CLASS, TARGET_CLASS
@@ -33,6 +33,14 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 TAB = Tab(CONDITION, (IMAGE, SOURCE_CLASS, TARGET_CLASS), build_inputs, condition_cell, guidance=False)
 
+# Example rows by widget name, classes by their ImageNet names (tabby 281 -> tiger 292, missile 657 -> space
+# shuttle 812): the photos first (assets/README.md), then the drawn house.
+EXAMPLES: list[dict[str, Any]] = [
+    {"image": "assets/chelsea.jpg", "source_class": "tabby", "target_class": "tiger"},
+    {"image": "assets/rocket.jpg", "source_class": "missile", "target_class": "space shuttle"},
+    {"image": "assets/house.png", "source_class": "boathouse", "target_class": "church"},
+]
+
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
@@ -51,5 +59,4 @@ def create_demo(hub: Hub) -> None:
                 names, value="golden retriever", label="Target class (ImageNet name or id)", allow_custom_value=True
             )
     widgets = {"image": image, "source_class": source_class, "target_class": target_class}
-    build_tab(hub, TAB, widgets)
-    gr.Examples([["assets/house.png", "boathouse", "church"]], inputs=[image, source_class, target_class])
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

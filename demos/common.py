@@ -9,37 +9,42 @@ parameters, the Run button and the grid. A new method shows up in its tab by bei
 
 from __future__ import annotations
 
-import inspect
 import logging
-import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
+from demos.run import (
+    FLAGS,
+    GUIDANCE,
+    MAX_SEED,
+    SEED,
+    STEPS,
+    StopSwitch,
+    api_names,
+    name_parameters,
+    parse_request,
+    split_call,
+)
+from demos.zerogpu import gpu_task, on_zerogpu
 from methods.core.backbone import Backbone
+from methods.core.costs import CostBook, default_selection
 from methods.core.images import fit_image, load_image
-from methods.core.limits import text_field
 from methods.core.outputs import RunFolders
-from methods.core.registry import get_method, list_methods
-from methods.core.runner import Comparison, run_comparison
+from methods.core.registry import list_methods
+from methods.core.runner import Comparison, iter_comparison
 from methods.core.settings import Settings
 from methods.core.slots import Slot, ordered
-from methods.core.spec import BoolParam, Condition, EditInputs, FloatParam, InputError, IntParam, Method, Param
+from methods.core.spec import Condition, EditInputs, InputError, Method, Param
 
 logger = logging.getLogger(__name__)
 
-MAX_SEED = 2**31 - 1
+__all__ = ["FLAGS", "GUIDANCE", "MAX_SEED", "SEED", "STEPS"]  # the shared settings live in demos.run
+PREVIEW_SECONDS = 5.0  # what a model preview (a detector, a segmenter) is expected to take on a GPU
 RECORD_COLUMNS = ["method", "status", "seconds", "seed", "steps", "guidance", "params", "message"]
-# The settings every method shares: their widgets and the checks of a client's values come from these.
-SEED = IntParam("seed", 0, 0, MAX_SEED, label="Seed (shared by all methods)")
-STEPS = IntParam("steps", 30, 1, 100, label="Steps")
-GUIDANCE = FloatParam("guidance_scale", 7.5, 1.0, 20.0, step=0.5, label="Guidance scale")
-FLAGS = {
-    "randomize_seed": BoolParam("randomize_seed", False, label="Randomize seed"),
-    "show_metrics": BoolParam("show_metrics", False, label="Score the cells"),
-}
 
 
 @dataclass
@@ -49,10 +54,25 @@ class Hub:
     backbone: Backbone
     settings: Settings | None = None  # the app's settings (default: the backbone's)
     runs: RunFolders = field(init=False)
+    costs: CostBook = field(init=False)  # seconds per method measured on this machine
+    stops: StopSwitch = field(init=False, default_factory=StopSwitch)  # each session's Stop button
 
     def __post_init__(self) -> None:
         self.settings = self.settings or self.backbone.settings
         self.runs = RunFolders(self.settings.output_dir, self.settings.keep_runs, self.settings.keep_seconds)
+        self.costs = CostBook(self.settings.output_dir / "timings.json")
+
+    def run_seconds(self, names: list[str]) -> Callable[..., float]:
+        """The expected seconds of a handler call whose values are named ``names`` (for ZeroGPU's duration)."""
+        methods_at, steps_at = names.index("methods"), names.index("steps")
+
+        def estimate(*values: Any, **_: Any) -> float:
+            chosen = values[methods_at] if len(values) > methods_at else None
+            steps = values[steps_at] if len(values) > steps_at else None
+            chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list | tuple) else []
+            return self.costs.total(self.backbone, chosen, int(steps) if isinstance(steps, int | float) else 30)
+
+        return estimate
 
     def source_image(self, value: Any, what: str = "the source image", required: bool = True) -> Any:
         """Upload -> RGB at the backbone's working size (longest side), sides multiple of its stride."""
@@ -143,8 +163,10 @@ def on_draw(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: Any, ou
 
 def on_model(trigger: Callable[..., Any], fn: Callable[..., Any], inputs: Any, outputs: Any) -> Any:
     """Wire a preview that loads or runs a model (OpenPose, Segment Anything, the segmenter, line detectors): it
-    takes its turn in the GPU slot the Runs use, so no model is ever loaded or run beside a Run."""
-    return trigger(fn, inputs, outputs, api_visibility="private", concurrency_id="gpu", concurrency_limit=1)
+    takes its turn in the GPU slot the Runs use, so no model is ever loaded or run beside a Run. On ZeroGPU it
+    is a short GPU task of its own (the resident weights are only usable inside one)."""
+    task = gpu_task(fn, lambda *args, **kwargs: PREVIEW_SECONDS)
+    return trigger(task, inputs, outputs, api_visibility="private", concurrency_id="gpu", concurrency_limit=1)
 
 
 def banner(hub: Hub) -> None:
@@ -213,24 +235,6 @@ def methods_help(condition: Condition) -> str:
     return "\n".join(lines)
 
 
-def _records_table(comparison: Comparison) -> list[list[Any]]:
-    rows = []
-    for r in comparison.records:
-        rows.append(
-            [
-                r["method"],
-                r["status"],
-                r.get("seconds"),
-                r["seed"],
-                r["steps"],
-                r["guidance"],
-                str(r.get("params", {})),
-                r.get("message", ""),
-            ]
-        )
-    return rows
-
-
 def _metrics_rows(hub: Hub, comparison: Comparison, inputs: EditInputs) -> Any:
     """The per-cell metrics table (evaluation.metrics), rounded for display."""
     from evaluation.metrics import metrics_table
@@ -238,19 +242,46 @@ def _metrics_rows(hub: Hub, comparison: Comparison, inputs: EditInputs) -> Any:
     return metrics_table(hub.backbone, comparison, inputs).round(4)
 
 
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def cost_choices(hub: Hub, condition: Condition, steps: int) -> list[tuple[str, str]]:
+    """The method checkboxes, each with its expected seconds on this backbone and device."""
+    return [
+        (f"{label} · {hub.costs.label(hub.backbone, name, steps)}", name) for label, name in method_choices(condition)
+    ]
+
+
+def run_label(hub: Hub, chosen: list[str] | None, steps: Any) -> str:
+    if not chosen:
+        return "Run comparison"
+    names = [name for name in chosen if isinstance(name, str)]
+    seconds = hub.costs.total(hub.backbone, names, int(steps or 1))
+    return f"Run comparison (~{seconds_text(seconds)} for {len(names)} method{'s' * (len(names) != 1)})"
+
+
 def build_tab(
     hub: Hub, tab: Tab, widgets: dict[str, gr.components.Component], default_steps: int | None = None
 ) -> dict[str, Any]:
-    """Add the further slots' widgets, the method controls, Run button and result grid under a tab's widgets."""
+    """Add the further slots' widgets, the method controls, Run / Stop, the streamed grid, the compare slider,
+    the history strip and the X/Y sweep under a tab's widgets."""
+    from demos import grid
+    from demos.sweep import sweep_controls
+
     condition = tab.condition
     widgets = {**widgets, **slot_widgets(hub, tab, widgets)}
     methods = list_methods(condition)
     default_steps = default_steps or (4 if hub.backbone.profile.is_tiny else 30)
     with gr.Row():
         method_box = gr.CheckboxGroup(
-            method_choices(condition),
-            value=[m.name for m in methods],
+            cost_choices(hub, condition, default_steps),
+            value=default_selection(hub.backbone, methods, default_steps),
             label="Methods to compare",
+            info=(
+                "Expected seconds on this machine, from its last runs or a declared estimate"
+                + ("; the slow ones start unticked on a CPU." if hub.backbone.device.type == "cpu" else ".")
+            ),
             elem_id=f"{condition.value}-methods",
         )
     if licence_warning(condition):
@@ -258,7 +289,14 @@ def build_tab(
     with gr.Row():
         seed = gr.Number(value=0, precision=0, minimum=SEED.minimum, maximum=SEED.maximum, label=SEED.title)
         randomize = gr.Checkbox(value=False, label=FLAGS["randomize_seed"].title)
-        steps = gr.Slider(STEPS.minimum, STEPS.maximum, value=default_steps, step=1, label=STEPS.title)
+        steps = gr.Slider(
+            STEPS.minimum,
+            STEPS.maximum,
+            value=default_steps,
+            step=1,
+            label=STEPS.title,
+            elem_id=f"{condition.value}-steps",
+        )
         cfg = gr.Slider(
             GUIDANCE.minimum,
             GUIDANCE.maximum,
@@ -279,95 +317,267 @@ def build_tab(
         with gr.Accordion(f"Parameters: {method.label}", open=False):
             for param in method.params:
                 param_components.append((method.name, param.name, param_widget(method.name, param)))
-    run_button = gr.Button("Run comparison", variant="primary", elem_id=f"{condition.value}-run")
+    with gr.Row():
+        run_button = gr.Button(
+            run_label(hub, method_box.value, default_steps),
+            variant="primary",
+            elem_id=f"{condition.value}-run",
+            scale=4,
+        )
+        stop_button = gr.Button("Stop", variant="stop", elem_id=f"{condition.value}-stop", scale=1)
+    extras = gr.Checkbox(
+        value=False,
+        label="Show each method's intermediate images (masks, maps, attention) after its result",
+        elem_id=f"{condition.value}-extras",
+    )
     gallery = gr.Gallery(
-        label="Comparison (condition first)",
-        columns=4,
+        label="Comparison: the condition, then one cell per method as each finishes (click a cell to open it)",
+        columns=3,
         height="auto",
         object_fit="contain",
         format="png",
         elem_id=f"{condition.value}-gallery",
+        elem_classes=["hub-grid"],
     )
+    with gr.Accordion("Compare two cells (before / after slider)", open=True):
+        with gr.Row():
+            left = gr.Dropdown([grid.SOURCE], value=grid.SOURCE, label="Left", elem_id=f"{condition.value}-left")
+            right = gr.Dropdown([], label="Right (or click a cell in the grid)", elem_id=f"{condition.value}-right")
+        slider = gr.ImageSlider(type="pil", label="Drag to compare", elem_id=f"{condition.value}-slider")
     # Shown only while scoring is on: an empty table under the grid reads as a broken one.
     metrics = gr.Dataframe(label="Metrics (source → each method's output)", visible=score.value, wrap=True)
     on_draw(score.change, lambda on: gr.Dataframe(visible=on), score, metrics)
     with gr.Accordion("Per-method record (reproduce any cell)", open=False):
         table = gr.Dataframe(headers=RECORD_COLUMNS, label="Records", wrap=True)
         files = gr.File(label="Grid PNG and records JSON", file_count="multiple")
+    with gr.Accordion("History of this session (click a run to restore its inputs and grid)", open=True):
+        history_strip = gr.Gallery(
+            label="Past runs, newest first",
+            columns=8,
+            height=150,
+            allow_preview=False,
+            elem_id=f"{condition.value}-history",
+        )
+        replay = gr.File(
+            label="Restore a run from its records JSON (seed, methods, parameters, prompts)",
+            file_types=[".json"],
+            elem_id=f"{condition.value}-replay",
+        )
+        replay_note = gr.Markdown("")
+    with gr.Accordion("X/Y sweep: methods × parameters on the same photo", open=False):
+        sweep = sweep_controls(condition)
+        sweep["cells"] = gr.Gallery(
+            label="Sweep cells, row by row (full size)",
+            columns=4,
+            height="auto",
+            format="png",
+            elem_id=f"{condition.value}-sweep-cells",
+        )
     with gr.Accordion("About these methods", open=False):
         gr.Markdown(methods_help(condition))
 
-    widget_names = list(widgets)
+    last = gr.State(None)  # the Comparison on screen
+    history = gr.State([])  # grid.Run entries of this session
     param_keys = [(m, p) for m, p, _ in param_components]
+    run_inputs = [
+        *widgets.values(),
+        method_box,
+        seed,
+        randomize,
+        steps,
+        cfg,
+        score,
+        *(c for _, _, c in param_components),
+        extras,
+    ]
+    names = api_names(list(widgets), param_keys)
 
-    def process(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        # Every value is checked here before any work starts; HubBlocks turns the InputError into the message.
-        named = dict(zip(widget_names, values[: len(widget_names)], strict=True))
-        for name, value in named.items():
-            if isinstance(widgets[name], gr.Textbox):
-                text_field(value, f"“{widgets[name].label}”")
-        chosen, seed_value, randomize_value, steps_value, guidance_value, score_value = values[
-            len(widget_names) : len(widget_names) + 6
-        ]
-        param_values = values[len(widget_names) + 6 :]
-        if not chosen:
-            raise gr.Error("Select at least one method to compare.")
-        if FLAGS["randomize_seed"].coerce(randomize_value):
-            seed_value = random.randint(0, MAX_SEED)
-        seed_value = SEED.coerce(0 if seed_value is None else seed_value)
-        steps_value = STEPS.coerce(steps_value if steps_value is not None else default_steps)
-        guidance_value = GUIDANCE.coerce(guidance_value)
-        params: dict[str, dict[str, Any]] = {}
-        for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
-            if method_name in chosen:
-                params.setdefault(method_name, {})[param_name] = value
-        params = {name: get_method(name).resolve_params(values) for name, values in params.items()}
-        inputs = read_inputs(hub, tab, named, EditInputs(steps=steps_value, guidance=guidance_value))
-        cell = tab.condition_cell(hub, inputs)
-        comparison = run_comparison(
-            hub.backbone,
-            condition,
-            list(chosen),
-            inputs,
-            seed_value,
-            params=params,
-            condition_cell=cell,
-            progress=lambda f, text: progress(f, desc=text),
-            out_dir=hub.runs.new(condition.value),
-            time_budget=hub.settings.max_request_seconds,
-        )
-        scores = _metrics_rows(hub, comparison, inputs) if FLAGS["show_metrics"].coerce(score_value) else None
-        files = [str(p) for p in comparison.files]
-        return comparison.gallery, _records_table(comparison), files, seed_value, scores
+    def process(*values: Any) -> Iterator[tuple[Any, ...]]:
+        values, request, report = split_call(values, len(names))
+        req = parse_request(hub, tab, widgets, param_keys, default_steps, values)
+        stop = hub.stops.arm(request)
+        try:
+            for comparison in iter_comparison(
+                hub.backbone,
+                condition,
+                req.chosen,
+                req.inputs,
+                req.seed,
+                params=req.params,
+                condition_cell=req.cell,
+                progress=lambda f, text: report(f, desc=text),
+                out_dir=hub.runs.new(condition.value),
+                time_budget=hub.settings.max_request_seconds,
+                stop=stop,
+                extra=grid.replay_block(condition.value, names, req.values),
+            ):
+                for record in comparison.records[-1:]:
+                    hub.costs.observe(hub.backbone, record)
+                scores = gr.skip()
+                if comparison.done:
+                    scores = _metrics_rows(hub, comparison, req.inputs) if req.score else None
+                yield (
+                    grid.gallery_items(comparison, req.extras),
+                    grid.records_rows(comparison),
+                    [str(path) for path in comparison.files],
+                    req.seed,
+                    scores,
+                    comparison,
+                    req.values,
+                )
+        finally:
+            hub.stops.release(request, stop)
 
-    # Meaningful API parameter names for gradio_client: the widget names, then method__param. Every parameter
-    # defaults to None in the signature, so gradio_client treats a widget without an initial value (an optional
-    # mask, a second map) as optional too: a widget added to a tab later never breaks an older client call, and
-    # a missing required input is the tab's own sentence ("Please upload...") rather than a client TypeError.
-    names = [*widget_names, "methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics"]
-    names += [f"{m}__{p}" for m, p in param_keys]
-    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
-    parameters.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
-    process.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-
-    run_button.click(
-        process,
-        inputs=[
-            *widgets.values(),
-            method_box,
-            seed,
-            randomize,
-            steps,
-            cfg,
-            score,
-            *(c for _, _, c in param_components),
-        ],
-        outputs=[gallery, table, files, seed, metrics],
+    name_parameters(process, names)
+    pending = gr.State(None)  # the values of the run on screen, for the history
+    run_event = run_button.click(
+        gpu_task(process, hub.run_seconds(names)),
+        inputs=run_inputs,
+        outputs=[gallery, table, files, seed, metrics, last, pending],
         api_name=condition.value,
         concurrency_limit=1,
         concurrency_id="gpu",
     )
+
+    def after_run(comparison: Any, values: Any, past: list[Any], steps_value: Any, chosen: Any) -> tuple[Any, ...]:
+        if comparison is None or values is None:
+            return (gr.skip(),) * 7
+        title = f"{time.strftime('%H:%M:%S')} · seed {comparison.records[0]['seed'] if comparison.records else ''}"
+        past = grid.remember(past, grid.Run(values, comparison, f"{title} · {len(comparison.records)} methods"))
+        choices = grid.slider_names(comparison)
+        right_value = choices[1] if len(choices) > 1 else None
+        return (
+            past,
+            grid.history_items(past),
+            gr.Dropdown(choices=choices, value=grid.SOURCE if grid.SOURCE in choices else None),
+            gr.Dropdown(choices=choices, value=right_value),
+            grid.slider_pair(comparison, grid.SOURCE, right_value),
+            gr.CheckboxGroup(choices=cost_choices(hub, condition, int(steps_value or default_steps))),
+            run_label(hub, chosen, steps_value),
+        )
+
+    run_event.success(
+        after_run,
+        [last, pending, history, steps, method_box],
+        [history, history_strip, left, right, slider, method_box, run_button],
+        api_visibility="private",
+        queue=False,
+    )
+
+    def stop_run(request: gr.Request) -> None:
+        hub.stops.stop(request)
+
+    # The runner stops at the method's next step and keeps what finished. On ZeroGPU the Run executes in a worker
+    # process this switch cannot reach, so there Stop also cancels the event (the worker ends at its next yield).
+    stop_event = on_draw(stop_button.click, stop_run, None, None)
+    # The estimate follows the choice of methods and steps.
+    for trigger in (method_box.change, steps.change):
+        on_draw(trigger, lambda chosen, n: run_label(hub, chosen, n), [method_box, steps], run_button)
+    on_draw(extras.change, lambda c, on: grid.gallery_items(c, on), [last, extras], gallery)
+
+    # The compare slider: any two pictures of the grid on screen; clicking a cell puts it on the right.
+    def show_pair(comparison: Any, a: Any, b: Any) -> Any:
+        return grid.slider_pair(comparison, a, b)
+
+    for trigger in (left.change, right.change):
+        on_draw(trigger, show_pair, [last, left, right], slider)
+
+    def pick(comparison: Any, on: Any, event: gr.SelectData) -> Any:
+        name = grid.selected_name(comparison, event.index, bool(on))
+        return gr.skip() if name is None else name
+
+    gallery.select(pick, [last, extras], right, api_visibility="private", queue=False)
+
+    # History: a click restores the run's inputs (as its widgets held them) and its grid.
+    def restore(past: list[Any], on: Any, event: gr.SelectData) -> tuple[Any, ...]:
+        run = grid.history_run(past, event.index)
+        if run is None:
+            return (gr.skip(),) * (len(run_inputs) + 4)
+        shown = grid.gallery_items(run.comparison, FLAGS["show_extras"].coerce(run.values[-1]))
+        files_out = [str(p) for p in run.comparison.files if p.exists()]
+        return (*run.values, shown, grid.records_rows(run.comparison), files_out, run.comparison)
+
+    history_strip.select(
+        restore, [history, extras], [*run_inputs, gallery, table, files, last], api_visibility="private", queue=False
+    )
+
+    def restore_json(path: Any) -> tuple[Any, ...]:
+        restored, media = grid.read_replay(path, condition.value, names)
+        updates = [restored[name] if name in restored else gr.skip() for name in names]
+        note = f"Restored {len(restored)} settings from the records JSON."
+        if media:
+            note += f" Pictures and sounds are not in the JSON: load the same {', '.join(media)} before running."
+        return (*updates, note)
+
+    replay.upload(restore_json, replay, [*run_inputs, replay_note], api_visibility="private", queue=False)
+    sweep_event = wire_sweep(hub, tab, widgets, param_keys, default_steps, run_inputs, names, sweep)
+    if on_zerogpu():
+        stop_event.then(None, None, None, cancels=[run_event, sweep_event], queue=False)
     return {"gallery": gallery, "run": run_button, "methods": method_box, "seed": seed, "inputs": widgets}
+
+
+def wire_sweep(
+    hub: Hub,
+    tab: Tab,
+    widgets: dict[str, gr.components.Component],
+    param_keys: list[tuple[str, str]],
+    default_steps: int,
+    run_inputs: list[gr.components.Component],
+    names: list[str],
+    sweep: dict[str, gr.components.Component],
+) -> Any:
+    """The Sweep button: the Run's values plus two axes -> a labelled rows × columns grid, streamed cell by
+    cell, with its PNG and JSON; also the ``<condition>_sweep`` API endpoint."""
+    from demos import grid
+    from demos.sweep import sweep_html
+    from methods.core.sweep import iter_sweep, parse_axis
+
+    condition = tab.condition
+    sweep_names = [*names, "x_axis", "x_values", "y_axis", "y_values"]
+
+    def process_sweep(*values: Any) -> Iterator[Any]:
+        values, request, report = split_call(values, len(sweep_names))
+        x_key, x_text, y_key, y_text = values[len(names) :]
+        req = parse_request(hub, tab, widgets, param_keys, default_steps, values[: len(names)])
+        x = parse_axis(str(x_key or ""), str(x_text or ""), condition, req.chosen)
+        y = parse_axis(str(y_key), str(y_text or ""), condition, req.chosen) if y_key else None
+        stop = hub.stops.arm(request)
+        block = grid.replay_block(condition.value, names, req.values)
+        block["replay"]["sweep"] = {"x_axis": x_key, "x_values": x_text, "y_axis": y_key, "y_values": y_text}
+        seen = 0
+        try:
+            for result in iter_sweep(
+                hub.backbone,
+                condition,
+                req.inputs,
+                x,
+                y,
+                req.chosen,
+                req.seed,
+                req.params,
+                progress=lambda f, text: report(f, desc=text),
+                stop=stop,
+                out_dir=hub.runs.new(f"{condition.value}-sweep"),
+                time_budget=hub.settings.max_request_seconds,
+                extra=block,
+            ):
+                for record in result.records[seen:]:
+                    if "same_as" not in record:
+                        hub.costs.observe(hub.backbone, record)
+                seen = len(result.records)
+                yield sweep_html(result), [str(p) for p in result.files], result.gallery
+        finally:
+            hub.stops.release(request, stop)
+
+    name_parameters(process_sweep, sweep_names)
+    return sweep["run"].click(
+        gpu_task(process_sweep, hub.run_seconds(sweep_names)),
+        inputs=[*run_inputs, sweep["x"], sweep["x_values"], sweep["y"], sweep["y_values"]],
+        outputs=[sweep["html"], sweep["files"], sweep["cells"]],
+        api_name=f"{condition.value}_sweep",
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    )
 
 
 def add_examples(widgets: dict[str, gr.components.Component], rows: list[dict[str, Any]]) -> gr.Examples:

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from demos.common import Hub, Tab, banner, build_tab, on_draw, prompt_text
+from demos.common import Hub, Tab, add_examples, banner, build_tab, on_draw, prompt_text
 from demos.widgets import dump, for_display, parse_json_list, relative_click
 from methods.core.images import draw_boxes
 from methods.core.limits import MAX_BOXES, is_number
@@ -53,6 +53,40 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 
 TAB = Tab(CONDITION, (IMAGE, BOXES, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
+
+# Example rows by widget name, boxes placed by looking at the photos (x0, y0, x1, y1 in 0..1): the photos first
+# (assets/README.md; the cup replaced and a croissant on the free table top right; a moon in the clear sky right
+# of the rocket, above the lightning rod), then boxes on a blank canvas.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/coffee.jpg",
+        "boxes": dump(
+            [
+                {"phrase": "a cup of green tea", "box": [0.28, 0.03, 0.7, 0.72]},
+                {"phrase": "a croissant", "box": [0.72, 0.02, 0.98, 0.3]},
+            ]
+        ),
+        "prompt": "a cup of green tea and a croissant on a wooden table",
+        "negative_prompt": "",
+    },
+    {
+        "image": "assets/rocket.jpg",
+        "boxes": dump([{"phrase": "a full moon", "box": [0.72, 0.05, 0.86, 0.26]}]),
+        "prompt": "a rocket on the launch pad at dusk under a full moon",
+        "negative_prompt": "",
+    },
+    {
+        "image": None,
+        "boxes": dump(
+            [
+                {"phrase": "a red car", "box": [0.1, 0.55, 0.55, 0.9]},
+                {"phrase": "a green tree", "box": [0.6, 0.1, 0.95, 0.8]},
+            ]
+        ),
+        "prompt": "a street, photo",
+        "negative_prompt": "",
+    },
+]
 
 
 def create_demo(hub: Hub) -> None:
@@ -115,20 +149,4 @@ def create_demo(hub: Hub) -> None:
     on_draw(image.change, redraw, [boxes, image], canvas)
     on_draw(clear.click, lambda: ("[]", None), None, [boxes, corner])
     widgets = {"image": image, "boxes": boxes, "prompt": prompt, "negative_prompt": negative_prompt}
-    build_tab(hub, TAB, widgets)
-    gr.Examples(
-        [
-            [
-                None,
-                dump(
-                    [
-                        {"phrase": "a red car", "box": [0.1, 0.55, 0.55, 0.9]},
-                        {"phrase": "a green tree", "box": [0.6, 0.1, 0.95, 0.8]},
-                    ]
-                ),
-                "a street, photo",
-                "",
-            ]
-        ],
-        inputs=[image, boxes, prompt, negative_prompt],
-    )
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
-from demos.common import Hub, Tab, banner, build_tab, on_draw, on_model, prompt_text
+from demos.common import Hub, Tab, add_examples, banner, build_tab, on_draw, on_model, prompt_text
 from demos.widgets import (
     display_size,
     dump,
@@ -58,6 +58,30 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 
 TAB = Tab(CONDITION, (IMAGE, MASK, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell, addons=("sam",))
+
+# Example rows by widget name: the photos first (assets/README.md), then the drawn house. The masks are uploads:
+# a change of the photo resets the painted layer, so an example's painted mask would not survive.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/chelsea.jpg",
+        "mask_image": "assets/chelsea_eyes_mask.png",
+        "prompt": "a cat wearing round black sunglasses",
+        "negative_prompt": "",
+    },
+    {
+        "image": "assets/coffee.jpg",
+        "mask_image": "assets/coffee_mask.png",
+        "prompt": "green matcha tea with latte art",
+        "negative_prompt": "",
+    },
+    {
+        "image": "assets/house.png",
+        "mask_image": "assets/house_mask.png",
+        "prompt": "a wooden door",
+        "negative_prompt": "",
+    },
+    {"image": "assets/house.png", "mask_image": None, "prompt": "a house on a wide meadow", "negative_prompt": ""},
+]
 
 
 # -- Segment Anything prompts ------------------------------------------------------------------------
@@ -230,11 +254,4 @@ def create_demo(hub: Hub) -> None:
         "prompt": prompt,
         "negative_prompt": negative_prompt,
     }
-    build_tab(hub, TAB, widgets)
-    gr.Examples(
-        [
-            ["assets/house.png", None, "assets/house_mask.png", "a wooden door", ""],
-            ["assets/house.png", None, None, "a house on a wide meadow", ""],
-        ],
-        inputs=[image, drawing, mask_image, prompt, negative_prompt],
-    )
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

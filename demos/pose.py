@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, Tab, banner, build_tab, map_cell, on_draw, on_model
+from demos.common import Hub, Tab, add_examples, banner, build_tab, map_cell, on_draw, on_model
 from demos.widgets import display_size, dump, parse_json_list, relative_click
 from methods.core.images import load_image
 from methods.core.limits import is_number, shown
@@ -108,6 +108,39 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 
 TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT), build_inputs, map_cell(CONDITION), addons=("openpose",))
 
+# The pose of the astronaut in assets/astronaut.jpg, placed by looking at the photo (her hips and legs are out of
+# the frame, her left wrist is behind the helmet), and the same pose waving: her right arm (image left) raised.
+ASTRONAUT_POSE: list[list[float] | None] = [
+    [0.438, 0.246], [0.434, 0.465], [0.186, 0.512], [0.078, 0.82], [0.273, 0.961], [0.664, 0.512], [0.699, 0.82],
+    None, None, None, None, None, None, None, [0.395, 0.197], [0.482, 0.201], [0.348, 0.221], [0.531, 0.221],
+]  # fmt: skip
+ASTRONAUT_WAVING = [*ASTRONAUT_POSE[:3], [0.088, 0.332], [0.137, 0.137], *ASTRONAUT_POSE[5:]]
+# Example rows by widget name (the mask is the mask slot's upload: the region re-posing redraws, around the raised
+# arm): the photo first (assets/README.md), then the default skeleton.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/astronaut.jpg",
+        "pose_mode": "keypoints",
+        "keypoints": dump(ASTRONAUT_WAVING),
+        "mask_image": "assets/astronaut_arm_mask.png",
+        "prompt": "an astronaut in an orange spacesuit waving her hand",
+    },
+    {
+        "image": "assets/astronaut.jpg",
+        "pose_mode": "keypoints",
+        "keypoints": dump(ASTRONAUT_POSE),
+        "mask_image": None,
+        "prompt": "a smiling firefighter in an orange uniform, photo",
+    },
+    {
+        "image": None,
+        "pose_mode": "keypoints",
+        "keypoints": dump([list(p) for p in DEFAULT_KEYPOINTS]),
+        "mask_image": None,
+        "prompt": "an astronaut",
+    },
+]
+
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
@@ -179,8 +212,4 @@ def create_demo(hub: Hub) -> None:
         "detect_hands": hands,
         "detect_face": face,
     }
-    build_tab(hub, TAB, widgets)
-    gr.Examples(
-        [[None, "keypoints", None, None, dump([list(p) for p in DEFAULT_KEYPOINTS]), "an astronaut"]],
-        inputs=[image, mode, pose_photo, uploaded, keypoints, prompt],
-    )
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

@@ -38,6 +38,29 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 TAB = Tab(CONDITION, (IMAGE, REFERENCE, PROMPT, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
+# Example rows by widget name (the mask is the mask slot's upload): the photos first (assets/README.md), then
+# the drawn house.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/coffee.jpg",
+        "mask_image": "assets/coffee_mask.png",
+        "reference": "assets/hubble_deep_field.jpg",
+        "prompt": "a cup of coffee with a swirling galaxy pattern",
+    },
+    {
+        "image": "assets/astronaut.jpg",
+        "mask_image": "assets/astronaut_helmet_mask.png",
+        "reference": "assets/chelsea.jpg",
+        "prompt": "an astronaut holding a cat",
+    },
+    {
+        "image": "assets/house.png",
+        "mask_image": "assets/house_mask.png",
+        "reference": "assets/reference_pattern.png",
+        "prompt": "a house",
+    },
+]
+
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
@@ -59,5 +82,4 @@ def create_demo(hub: Hub) -> None:
         )
         negative_prompt = gr.Textbox(value="", label="Negative prompt (optional)")
     widgets = {"image": image, "reference": reference, "prompt": prompt, "negative_prompt": negative_prompt}
-    example = {"image": "assets/house.png", "reference": "assets/reference_pattern.png", "prompt": "a house"}
-    add_examples(build_tab(hub, TAB, widgets)["inputs"], [{**example, "mask_image": "assets/house_mask.png"}])
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

@@ -90,6 +90,48 @@ def build_inputs(hub: Hub, values: dict[str, Any], inputs: EditInputs) -> EditIn
 TAB = Tab(CONDITION, (IMAGE, CONDITION_MAP, PROMPT), build_inputs, map_cell(CONDITION), addons=("ade20k_segmenter",))
 
 
+# Example rows by widget name (region_* and pose_mode are slot widgets): the photos first, each with the ADE20K
+# map drawn for it by assets/make_assets.py and a class region to regenerate, then the drawn village.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "segmap": "assets/coffee_segmap.png",
+        "image": "assets/coffee.jpg",
+        "prompt": "a cup of coffee on a saucer on a white marble table",
+        "map_source": MAP_SOURCES[0],
+        "region_mode": "class",
+        "region_class": "table",
+        "pose_mode": "none",
+    },
+    {
+        "segmap": "assets/rocket_segmap.png",
+        "image": "assets/rocket.jpg",
+        "prompt": "a rocket on the launch pad under a sunset sky with orange clouds",
+        "map_source": MAP_SOURCES[0],
+        "region_mode": "class",
+        "region_class": "sky",
+        "pose_mode": "none",
+    },
+    {
+        "segmap": "assets/segmap_village.png",
+        "image": None,
+        "prompt": "a village by a lake, photo",
+        "map_source": MAP_SOURCES[0],
+        "region_mode": "none",
+        "region_class": "water",
+        "pose_mode": "keypoints",
+    },
+    {
+        "segmap": "assets/segmap_village.png",
+        "image": "assets/house.png",
+        "prompt": "a lake in autumn",
+        "map_source": MAP_SOURCES[0],
+        "region_mode": "class",
+        "region_class": "water",
+        "pose_mode": "none",
+    },
+]
+
+
 def create_demo(hub: Hub) -> None:
     banner(hub)
     brush = gr.Brush(
@@ -152,15 +194,4 @@ def create_demo(hub: Hub) -> None:
     on_model(extract.click, extract_map, image, [segmap, map_source])
     on_draw(replace.click, replace_classes, [segmap, image, replace_from, replace_to], segmap)
     widgets = {"segmap": segmap, "image": image, "prompt": prompt, "map_source": map_source}
-    village = {"segmap": "assets/segmap_village.png"}
-    rows = [
-        {**village, "prompt": "a village by a lake, photo", "region_mode": "none", "pose_mode": "keypoints"},
-        {
-            **village,
-            "image": "assets/house.png",
-            "prompt": "a lake in autumn",
-            "region_mode": "class",
-            "pose_mode": "none",
-        },
-    ]
-    add_examples(build_tab(hub, TAB, widgets)["inputs"], rows)
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

@@ -13,7 +13,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from demos.common import Hub, Tab, banner, build_tab, map_cell, on_model
+from demos.common import Hub, Tab, add_examples, banner, build_tab, map_cell, on_model
 from demos.widgets import editor_composite, editor_layers
 from methods.core.annotators import LINE_DETECTORS, extract_lines
 from methods.core.images import load_image
@@ -113,6 +113,33 @@ TAB = Tab(
 )
 
 
+# Example rows by widget name: the photos first (assets/README.md; the cat's sketch is its Canny edges, drawn by
+# assets/make_assets.py; the coffee's lines are extracted at run time), then the drawn house.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "sketch_upload": "assets/chelsea_sketch.png",
+        "image": "assets/chelsea.jpg",
+        "prompt": "a close-up photo of a tiger's face",
+        "sketch_from": SOURCES[0],
+        "line_detector": LINE_DETECTORS[0],
+    },
+    {
+        "sketch_upload": None,
+        "image": "assets/coffee.jpg",
+        "prompt": "a cup of green tea on a saucer, wooden table",
+        "sketch_from": SOURCES[1],
+        "line_detector": "canny",
+    },
+    {
+        "sketch_upload": "assets/sketch_house.png",
+        "image": None,
+        "prompt": "a house with a tree, photo",
+        "sketch_from": SOURCES[0],
+        "line_detector": LINE_DETECTORS[0],
+    },
+]
+
+
 def create_demo(hub: Hub) -> None:
     banner(hub)
     size = hub.backbone.size
@@ -168,8 +195,4 @@ def create_demo(hub: Hub) -> None:
         "sketch_from": sketch_from,
         "line_detector": detector,
     }
-    build_tab(hub, TAB, widgets)
-    gr.Examples(
-        [[None, "assets/sketch_house.png", None, "a house with a tree, photo"]],
-        inputs=[sketch, sketch_upload, image, prompt],
-    )
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

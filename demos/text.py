@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos.common import Hub, Tab, banner, build_tab, prompt_text
+from demos.common import Hub, Tab, add_examples, banner, build_tab, prompt_text
 from methods.core.slots import IMAGE, INSTRUCTION, NEGATIVE_PROMPT, PROMPT, SOURCE_PROMPT
 from methods.core.spec import Condition, EditInputs, InputError
 
@@ -33,6 +33,31 @@ def condition_cell(hub: Hub, inputs: EditInputs) -> tuple[Any, str]:
 
 TAB = Tab(CONDITION, (IMAGE, PROMPT, SOURCE_PROMPT, INSTRUCTION, NEGATIVE_PROMPT), build_inputs, condition_cell)
 
+# Example rows by widget name: the photos first (assets/README.md), then the drawn house.
+EXAMPLES: list[dict[str, Any]] = [
+    {
+        "image": "assets/chelsea.jpg",
+        "prompt": "a photo of a tiger",
+        "source_prompt": "a photo of a cat",
+        "instruction": "turn the cat into a tiger",
+        "negative_prompt": "",
+    },
+    {
+        "image": "assets/coffee.jpg",
+        "prompt": "a cup of green tea on a saucer, wooden table",
+        "source_prompt": "a cup of coffee on a saucer, wooden table",
+        "instruction": "turn the coffee into green tea",
+        "negative_prompt": "",
+    },
+    {
+        "image": "assets/house.png",
+        "prompt": "a house in the snow, winter",
+        "source_prompt": "a house on a meadow, summer",
+        "instruction": "make it winter",
+        "negative_prompt": "",
+    },
+]
+
 
 def create_demo(hub: Hub) -> None:
     banner(hub)
@@ -54,8 +79,4 @@ def create_demo(hub: Hub) -> None:
         "instruction": instruction,
         "negative_prompt": negative_prompt,
     }
-    build_tab(hub, TAB, widgets)
-    gr.Examples(
-        [["assets/house.png", "a house in the snow, winter", "a house on a meadow, summer", "make it winter", ""]],
-        inputs=[image, prompt, source_prompt, instruction, negative_prompt],
-    )
+    add_examples(build_tab(hub, TAB, widgets)["inputs"], EXAMPLES)

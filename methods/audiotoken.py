@@ -24,6 +24,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 
 from methods.core.audio import per_clip, resample
 from methods.core.beats import SAMPLING_RATE, official_clip
+from methods.core.costs import denoised
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, PROMPT
 from methods.core.spec import (
@@ -74,6 +75,10 @@ class AudioToken(Method):
     addons = ("audiotoken",)
     requires = (IMAGE, AUDIO)
     optional = (PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # SDEdit: int(steps x strength) CFG steps (BEATs is small)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         prompt = fill_template(params["template"], inputs.prompt)  # 1. the prompt (checked before any model runs)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from methods.core.attention import Site
 from methods.core.box_attention import (
+    EDIT,
     BoxGuide,
     BoxProblem,
     EnergyDescent,
@@ -39,6 +40,7 @@ from methods.core.box_attention import (
     mode_params,
     run_box_guidance,
 )
+from methods.core.costs import GRADIENT_STEP, denoised
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -211,6 +213,13 @@ class BoxDiff(Method):
     )
     requires = (BOXES,)
     optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        level = denoised(steps, params["inversion_strength"]) if params["mode"] == EDIT else steps
+        refined = len({round(f * level) for f, _ in REFINE_AT}) * params["refinement_iterations"]
+        updates = guided_steps(params["guided_fraction"], level) + refined  # forward + backward each
+        return (level if params["mode"] == EDIT else 0) + 2.0 * level + GRADIENT_STEP * updates
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_box_guidance(ctx, inputs, params, BoxDiffGuide)

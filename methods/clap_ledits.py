@@ -100,6 +100,11 @@ class ClapLedits(Method):
     requires = (IMAGE, AUDIO)
     optional = (PROMPT, SOUND_LABELS)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        concepts = params["top_k"] if params["concepts"] == "per tag" else 1
+        return steps * (3.0 + concepts)  # LEDITS++: inversion 2 a step; sampling uncond + each concept
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. tag the clip zero-shot (cached per clip and vocabulary: the condition cell shares it)
         labels = parse_labels(params["labels"] or inputs[SOUND_LABELS])

@@ -23,6 +23,7 @@ from typing import Any
 from diffusers import StableDiffusionImg2ImgPipeline
 
 from methods.core.audio import LABELS_PARAM, clap_tags, parse_labels
+from methods.core.costs import denoised
 from methods.core.registry import register
 from methods.core.slots import AUDIO, IMAGE, PROMPT, SOUND_LABELS
 from methods.core.spec import (
@@ -71,6 +72,10 @@ class ClapSDEdit(Method):
     addons = ("clap",)
     requires = (IMAGE, AUDIO)
     optional = (PROMPT, SOUND_LABELS)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # SDEdit: int(steps x strength) CFG steps (CLAP is small)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         labels = parse_labels(params["labels"] or inputs[SOUND_LABELS])  # the tab may set a vocabulary

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
+from methods.core.costs import GRADIENT_STEP, PIXEL_GRADIENT, fraction_steps
 from methods.core.guidance import decode_pixels, has_half, objective_gradient, processor_input
 from methods.core.imagenet import class_index, class_names
 from methods.core.images import square_image
@@ -175,6 +176,12 @@ class ClassifierGuidanceDiT(Method):
     )
     addons = ("dit", "imagenet_classifier")
     requires = (IMAGE, SOURCE_CLASS, TARGET_CLASS)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        levels, dit = fraction_steps(steps, params["strength"]), 2.0 if params["guidance"] > 1 else 1.0
+        guided = GRADIENT_STEP * dit + PIXEL_GRADIENT if params["scale"] > 0 else dit  # through DiT + decoder
+        return levels + levels * params["recurrence"] * guided  # invert, then guided steps x recurrence
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs

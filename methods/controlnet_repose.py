@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
+from methods.core.costs import controlnet_cost
 from methods.core.registry import register
 from methods.core.slots import CONDITION_MAP, IMAGE, MASK, PROMPT
 from methods.core.spec import (
@@ -56,6 +57,10 @@ class ControlNetRepose(Method):
     )
     addons = ("controlnet_openpose", "inpaint_unet")
     requires = (IMAGE, MASK, CONDITION_MAP, PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return controlnet_cost(steps, params)  # CFG plus a ControlNet pass in the control window
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("inpaint_unet") if params["unet"] == "inpainting" else None

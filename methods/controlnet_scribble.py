@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, run_controlnet
+from methods.core.costs import controlnet_cost
 from methods.core.registry import register
 from methods.core.slots import CONDITION_MAP, PROMPT
 from methods.core.spec import Condition, EditInputs, Method, MethodOutput, RunContext, Strategy
@@ -26,6 +27,10 @@ class ControlNetScribble(Method):
     params = CONTROL_PARAMS
     addons = ("controlnet_scribble",)
     requires = (CONDITION_MAP, PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return controlnet_cost(steps, params)  # CFG plus a ControlNet pass in the control window
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_controlnet(ctx, inputs, params, "controlnet_scribble")

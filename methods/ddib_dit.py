@@ -71,6 +71,10 @@ class DDIBDiT(Method):
     addons = ("dit",)
     requires = (IMAGE, SOURCE_CLASS, TARGET_CLASS)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return steps + steps * (2.0 if params["guidance"] > 1 else 1.0)  # DiT: invert, then [cond, uncond]
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         source, target = class_index(inputs.source_class), class_index(inputs.target_class)
         transformer, scheduler = ctx.backbone.addon("dit")

@@ -103,6 +103,12 @@ class DDPMInversionDiT(Method):
     addons = ("dit",)
     requires = (IMAGE, SOURCE_CLASS, TARGET_CLASS)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        skip = min(int(round(params["skip"] * steps)), max(0, steps - 1))  # T_skip, as skip_steps counts it
+        extract = steps * (2.0 if params["source_guidance"] > 1 else 1.0)  # DiT noise maps, every step
+        return extract + (steps - skip) * (2.0 if params["guidance"] > 1 else 1.0)
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs
         source, target = class_index(inputs.source_class), class_index(inputs.target_class)

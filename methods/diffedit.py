@@ -21,6 +21,7 @@ import numpy as np
 from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
 from PIL import Image
 
+from methods.core.costs import denoised
 from methods.core.denoise import denoise
 from methods.core.limits import denoising_steps
 from methods.core.registry import register
@@ -69,6 +70,13 @@ class DiffEdit(Method):
     )
     requires = (IMAGE, SOURCE_PROMPT, PROMPT)
     optional = (NEGATIVE_PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        encoded = denoised(steps, params["inpaint_strength"])
+        encoding = 2.0 if params["encode_with_source_prompt"] else 1.0
+        # mask: [uncond, cond] x [target, source] per noise draw; DDIM encode; masked CFG decode
+        return 4.0 * params["num_maps_per_mask"] + encoding * encoded + 2.0 * encoded
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

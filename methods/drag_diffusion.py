@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
+from methods.core.costs import GRADIENT_STEP, fraction_steps
 from methods.core.ddim import ddim_sample
 from methods.core.drag import DecoderFeatures, motion_losses, track_points
 from methods.core.drag_regions import editable_cells, validated_drags
@@ -86,6 +87,12 @@ class DragDiffusion(Method):
     )
     requires = (IMAGE, DRAGS)
     optional = (PROMPT, MASK)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        level = fraction_steps(steps, params["inversion_strength"])
+        # invert to the level, optimise z_t (forward + backward per iteration, one last measure), denoise
+        return level + GRADIENT_STEP * params["iterations"] + 1 + level
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, image = ctx.backbone, inputs.image

@@ -21,6 +21,7 @@ from typing import Any
 
 from diffusers import DDPMScheduler
 
+from methods.core.costs import LORA_STEP
 from methods.core.drag_regions import editable_cells
 from methods.core.finetune import Reconstruction, lora_adapter, loss_trend, optimise
 from methods.core.half import LossScaler
@@ -50,6 +51,11 @@ class DragDiffusionLoRA(DragDiffusion):
         FloatParam("lora_scale", 1.0, 0.0, 1.0, help="Weight of the tuned LoRA while dragging (0 = the base UNet)."),
         *DragDiffusion.params,
     )
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        # LoRA steps (one draw each) and 8 probes before and after, then DragDiffusion through the LoRA
+        return LORA_STEP * params["lora_steps"] + 2 * 8 + super().cost(steps, params)
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. refuse unusable drags and masks before the costly tuning

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from methods.core.attention import controlled, steps_until
+from methods.core.costs import GRADIENT_STEP
 from methods.core.ddim import sampling_schedule
 from methods.core.drag_regions import editable_cells
 from methods.core.dragon import (
@@ -93,6 +94,13 @@ class DragonDiffusion(Method):
     )
     requires = (IMAGE, DRAGS)
     optional = (MASK, PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        bank = steps - steps_until(BANK_FROM, steps)  # the memory bank's recording calls
+        guide = 1 + 2 * GRADIENT_STEP + 1  # guidance features, [z, z] forward + backward, the measure
+        # inversion, denoising, recording, guided steps, the final similarity (no CFG anywhere)
+        return steps + steps + bank + guide * len(guided_steps(steps, params)) + 2
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs: drags, mask -> handle / target patches and the edit area

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 
+from methods.core.costs import denoised
 from methods.core.denoise import denoise
 from methods.core.imagebind import cosine, sound_embedding
 from methods.core.registry import register
@@ -65,6 +66,10 @@ class ImageBindIPAdapter(Method):
     addons = ("imagebind_audio", "ip_adapter", "ip_adapter_image_encoder")
     requires = (IMAGE, AUDIO)
     optional = (PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # IP-Adapter img2img: int(steps x strength) CFG steps
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe = ctx.backbone.pipeline(

@@ -23,6 +23,7 @@ from typing import Any
 
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
+from methods.core.costs import GRADIENT_STEP, LORA_STEP
 from methods.core.finetune import Reconstruction, lora_adapter, loss_trend, optimise
 from methods.core.half import LossScaler, master
 from methods.core.latents import encode_image, encode_prompt
@@ -70,6 +71,12 @@ class Imagic(Method):
     )
     requires = (IMAGE, PROMPT)
     optional = (NEGATIVE_PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        per_step = params["timesteps_per_step"]  # each Adam step averages this many (t, noise) draws
+        tuning = per_step * (GRADIENT_STEP * params["embedding_steps"] + LORA_STEP * params["lora_steps"])
+        return tuning + 3 * 8 + 2.0 * steps  # stages A + B, 8 probes after each stage and before, then CFG
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone, unet = ctx.backbone, ctx.backbone.unet

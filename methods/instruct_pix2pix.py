@@ -46,6 +46,10 @@ class InstructPix2Pix(Method):
     requires = (IMAGE, INSTRUCTION)
     optional = (NEGATIVE_PROMPT,)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 3.0 * steps  # [text + image, image only, unconditional] a step
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         unet = ctx.backbone.addon("instruct_pix2pix_unet")
         pipe = ctx.backbone.pipeline(StableDiffusionInstructPix2PixPipeline, unet=unet)

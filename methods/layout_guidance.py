@@ -28,6 +28,7 @@ import torch
 
 from methods.core.attention import Site
 from methods.core.box_attention import (
+    EDIT,
     MIN_SIDE,
     BoxGuide,
     EnergyDescent,
@@ -36,6 +37,7 @@ from methods.core.box_attention import (
     mode_params,
     run_box_guidance,
 )
+from methods.core.costs import GRADIENT_STEP, denoised
 from methods.core.registry import register
 from methods.core.slots import BOXES, IMAGE, NEGATIVE_PROMPT, PROMPT
 from methods.core.spec import (
@@ -133,6 +135,12 @@ class LayoutGuidance(Method):
     )
     requires = (BOXES,)
     optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        level = denoised(steps, params["inversion_strength"]) if params["mode"] == EDIT else steps
+        guided = guided_steps(params["guided_fraction"], level) * params["iterations"]  # forward + backward
+        return (level if params["mode"] == EDIT else 0) + 2.0 * level + GRADIENT_STEP * guided
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         return run_box_guidance(ctx, inputs, params, LayoutGuide)

@@ -71,6 +71,10 @@ class LeditsPP(Method):
     requires = (IMAGE, PROMPT)
     optional = (SOURCE_PROMPT, NEGATIVE_PROMPT)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 4.0 * steps  # inversion: uncond + source prompt a step; sampling: uncond + one concept a step
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone
         concepts = edit_concepts(inputs.prompt, params["split_concepts"])

@@ -20,6 +20,7 @@ import torch
 
 from methods.core.attention import AttentionController, Site, attend, source_for_both, steps_until
 from methods.core.branches import run_controller
+from methods.core.costs import branch_edit_cost
 from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS
 from methods.core.registry import register
 from methods.core.slots import IMAGE, PROMPT, SOURCE_PROMPT
@@ -87,6 +88,10 @@ class MasaCtrl(Method):
     )
     requires = (IMAGE, PROMPT)  # the source prompt is optional (the paper's real-image demo uses "")
     optional = (SOURCE_PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return branch_edit_cost(params["inversion"], steps)  # inversion, then [src, tgt] x CFG a step
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         controller = MutualSelfAttention(inputs.steps, params["start_step"], params["start_layer"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.core import masks
+from methods.core.costs import denoised
 from methods.core.masked_edit import blended_inpaint, finish, mask_params
 from methods.core.registry import register
 from methods.core.slots import IMAGE, MASK, NEGATIVE_PROMPT, PROMPT
@@ -39,6 +40,10 @@ class MaskedSDEdit(Method):
     )
     requires = (IMAGE, MASK, PROMPT)
     optional = (NEGATIVE_PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # img2img: int(steps x strength) CFG steps
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.core.controlnet import CONTROLNET_PAPER, denoise, multi_controlnet_call
+from methods.core.costs import controlnet_cost
 from methods.core.registry import register
 from methods.core.slots import CONDITION_MAP, IMAGE, PROMPT, SECOND_POSE
 from methods.core.spec import (
@@ -50,6 +51,10 @@ class MultiControlNet(Method):
     addons = ("controlnet_seg", "controlnet_openpose")
     requires = (CONDITION_MAP, PROMPT, SECOND_POSE)
     optional = (IMAGE,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return controlnet_cost(steps, params, nets=2)  # CFG plus two ControlNet passes in the window
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         controls = [

@@ -31,6 +31,7 @@ from methods.core.box_attention import (
     edits_photo,
     mode_params,
 )
+from methods.core.costs import TYPICAL_BOXES, denoised
 from methods.core.ddim import sampling_schedule
 from methods.core.images import draw_boxes
 from methods.core.inversion import invert_image
@@ -87,6 +88,13 @@ class MultiDiffusionRegions(Method):
     )
     requires = (BOXES,)
     optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        if params["mode"] != EDIT:  # one CFG step a region (the boxes and the background) a step
+            return 2.0 * (1 + TYPICAL_BOXES) * steps
+        level = denoised(steps, params["inversion_strength"])  # invert; then the boxes only
+        return level + 2.0 * TYPICAL_BOXES * level
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check the inputs; the regions on the latent grid, the prompts per region

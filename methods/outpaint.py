@@ -27,6 +27,7 @@ import numpy as np
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image
 
+from methods.core.costs import denoised
 from methods.core.denoise import denoise
 from methods.core.images import mask_overlay
 from methods.core.limits import denoising_steps
@@ -115,6 +116,11 @@ class _Outpainting(Method):
     def output_size(cls, size: tuple[int, int], params: dict[str, Any], multiple: int) -> tuple[int, int]:
         left, right, top, bottom = padding(size, params, multiple)
         return size[0] + left + right, size[1] + top + bottom
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        area = (1 + params["left"] + params["right"]) * (1 + params["top"] + params["bottom"])
+        return 2.0 * denoised(steps, params["strength"]) * area  # CFG steps on the extended canvas
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pads = padding(inputs.image.size, params, ctx.backbone.size_multiple)

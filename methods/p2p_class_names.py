@@ -27,6 +27,7 @@ import dataclasses
 import string
 from typing import Any
 
+from methods.core.costs import branch_edit_cost
 from methods.core.imagenet import class_index, class_names
 from methods.core.registry import register
 from methods.core.slots import IMAGE, SOURCE_CLASS, TARGET_CLASS
@@ -131,6 +132,10 @@ class P2PClassNames(Method):
         *(p for p in PromptToPrompt.params if p.name == "inversion"),
     )
     requires = (IMAGE, SOURCE_CLASS, TARGET_CLASS)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return branch_edit_cost(params["inversion"], steps)  # Prompt-to-Prompt: inversion, [src, tgt] x CFG
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. class ids -> names -> prompts

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from methods.core.attention import AttentionController, Site, attend, attention_probs, steps_until
 from methods.core.branches import BranchEdit, run_controller
+from methods.core.costs import branch_edit_cost
 from methods.core.images import mask_overlay
 from methods.core.inversion import INVERSION_HELP, INVERSION_KINDS
 from methods.core.registry import register
@@ -218,6 +219,11 @@ class PromptToPrompt(Method):
 
     def inversion_setting(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return params["inversion"], {}
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        kind, options = cls().inversion_setting(params)  # null-text P2P: its kind and inner steps
+        return branch_edit_cost(kind, steps, **options)  # inversion, then [src, tgt] x CFG a step
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         controller, blend = plan(ctx.backbone.tokenizer, inputs, params)

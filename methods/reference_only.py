@@ -159,6 +159,10 @@ class ReferenceOnly(Method):
     requires = (REFERENCE,)
     optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 4.0 * steps  # the reference pass doubles every CFG call (a photo's strength shortens it)
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone
         edit = inputs.image is not None

@@ -27,6 +27,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from methods.core.attention import controlled
+from methods.core.costs import fraction_steps
 from methods.core.ddim import sampling_schedule
 from methods.core.drag_regions import (
     CycleSDE,
@@ -83,6 +84,11 @@ class RegionDrag(Method):
     )
     requires = (IMAGE,)
     optional = (DRAGS, REGIONS, MASK, PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        level = fraction_steps(steps, params["start_t"])  # [source, target] a step, no CFG
+        return 2.0 * level + (level if params["inversion"] == "ddim" else 0)  # the cycle-SDE needs no UNet
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs: region pairs (or point drags made into squares), the mask on the latent grid

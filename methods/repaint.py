@@ -125,6 +125,12 @@ class RePaint(Method):
     requires = (IMAGE, MASK, PROMPT)
     optional = (NEGATIVE_PROMPT,)
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        jump = max(1, min(params["jump_length"], steps - 1))  # as repaint_latents caps it
+        jumps = len(range(0, steps - jump, jump))  # RePaintScheduler's jump points
+        return 2.0 * (steps + jumps * (params["resamples"] - 1) * jump)  # CFG reverse steps, resamples included
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         mask = masks.dilate(masks.check_mask(inputs.mask, inputs.image.size), params["dilate"])
         run = repaint_latents(

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from methods.core.costs import TYPICAL_DRAG_CELLS, fraction_steps
 from methods.core.ddim import Progress
 from methods.core.drag_regions import CycleSDE, editable_cells, validated_drags
 from methods.core.images import draw_drags
@@ -69,6 +70,11 @@ class SDEDrag(Method):
     )
     requires = (IMAGE, DRAGS)
     optional = (PROMPT, MASK)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        moves = min(params["max_moves"], max(1, round(TYPICAL_DRAG_CELLS / params["step_size"])))
+        return 4.0 * moves * fraction_steps(steps, params["t0"])  # per move: [current, recorded] x CFG a step
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs; points and the mask on the latent grid

@@ -12,6 +12,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline
 
+from methods.core.costs import denoised
 from methods.core.denoise import denoise
 from methods.core.registry import register
 from methods.core.slots import IMAGE, NEGATIVE_PROMPT, PROMPT
@@ -33,6 +34,10 @@ class SDEdit(Method):
     params = (FloatParam("strength", 0.6, 0.05, 1.0, help="How far into the noise the photo is pushed (t0/T)."),)
     requires = (IMAGE, PROMPT)
     optional = (NEGATIVE_PROMPT,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # img2img: int(steps x strength) CFG steps
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe = ctx.backbone.pipeline(StableDiffusionImg2ImgPipeline)

@@ -16,6 +16,7 @@ from typing import Any
 
 from diffusers import StableDiffusionImg2ImgPipeline
 
+from methods.core.costs import denoised
 from methods.core.registry import register
 from methods.core.slots import IMAGE, PROMPT, STROKES
 from methods.core.spec import Condition, EditInputs, FloatParam, Method, MethodOutput, RunContext, Strategy
@@ -41,6 +42,10 @@ class SDEditStrokes(Method):
     )
     requires = (PROMPT, STROKES)
     optional = (IMAGE,)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return 2.0 * denoised(steps, params["strength"])  # SDEdit of the strokes: int(steps x strength) CFG steps
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         strokes = inputs[STROKES].convert("RGB")

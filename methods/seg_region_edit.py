@@ -20,6 +20,7 @@ from typing import Any
 
 from methods.core import masks
 from methods.core.controlnet import CONTROL_PARAMS, CONTROLNET_PAPER, controlnet_call, denoise
+from methods.core.costs import controlnet_cost
 from methods.core.images import mask_overlay
 from methods.core.registry import register
 from methods.core.slots import CONDITION_MAP, IMAGE, MAP_REGION, PROMPT
@@ -70,6 +71,10 @@ class SegRegionEdit(Method):
     )
     addons = ("inpaint_unet", "controlnet_seg")
     requires = (IMAGE, MAP_REGION, CONDITION_MAP, PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return controlnet_cost(steps, params)  # CFG plus a ControlNet pass in the control window
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         pipe, kwargs = region_edit_call(ctx, inputs, params)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from methods.core.costs import PIXEL_GRADIENT, fraction_steps
 from methods.core.ddim import ddim_invert, sampling_schedule
 from methods.core.guidance import decode_pixels, has_half, objective_gradient
 from methods.core.imagebind import cosine, embed_pixels, sound_embedding
@@ -68,6 +69,12 @@ class SoundGuidance(Method):
     addons = ("imagebind_audio", "ip_adapter_image_encoder")
     requires = (IMAGE, AUDIO)
     optional = (PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        start = fraction_steps(steps, params["strength"])
+        guided = round(params["guided_fraction"] * start) if params["scale"] > 0 else 0
+        return start + 2.0 * start + PIXEL_GRADIENT * guided  # invert, CFG back, x̂0 gradients
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

@@ -111,6 +111,10 @@ class SpokenInstruction(Method):
     requires = (IMAGE, AUDIO)
     optional = InstructPix2Pix.optional
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        return InstructPix2Pix.cost(steps, params)  # InstructPix2Pix after Whisper (small next to it)
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. what was said
         heard = transcribe(ctx.backbone, inputs.audio, params["spoken_language"])

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image, ImageOps
 
+from methods.core.costs import GRADIENT_STEP
 from methods.core.denoise import denoise
 from methods.core.half import LossScaler, master
 from methods.core.latents import encode_image
@@ -85,6 +86,11 @@ class TextualInversion(Method):
     )
     requires = (REFERENCE,)
     optional = (IMAGE, PROMPT, NEGATIVE_PROMPT)
+
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        # one (t, noise) draw per training step (gradient to the new word), two 5-draw evaluations, then CFG
+        return GRADIENT_STEP * params["train_steps"] + 2.0 * len(EVAL_TIMESTEPS) + 2.0 * steps
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         backbone = ctx.backbone

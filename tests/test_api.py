@@ -37,8 +37,10 @@ def test_requests_cover_every_condition() -> None:
 
 @pytest.mark.parametrize("condition", list(REQUESTS))
 def test_endpoint_returns_condition_and_method_cells(client: Client, condition: str) -> None:
-    gallery, records, files, seed, _ = client.predict(**REQUESTS[condition], seed=5, steps=2, api_name=f"/{condition}")
-    methods = [m.name for m in list_methods(condition)]
+    methods = [m.name for m in list_methods(condition)]  # the slow ones too (unticked by default on a CPU)
+    gallery, records, files, seed, _ = client.predict(
+        **REQUESTS[condition], seed=5, steps=2, methods=methods, api_name=f"/{condition}"
+    )
     assert seed == 5
     assert len(gallery) >= 1 + len(methods)
     statuses = {row[0]: row[1] for row in records["data"]}
@@ -131,3 +133,43 @@ def test_metrics_toggle_adds_a_row_per_method(client: Client) -> None:
     headers = metrics["headers"]
     assert "method" in headers and any("SSIM" in h or "ssim" in h for h in headers)
     assert len(metrics["data"]) == 1
+
+
+def _pixels(cell: dict) -> np.ndarray:
+    return np.asarray(Image.open(cell["image"]).convert("RGB"))
+
+
+def test_endpoint_streams_partial_grids_and_ends_with_the_whole(client: Client) -> None:
+    methods = ["sdedit", "ledits_pp", "instruct_pix2pix"]
+    job = client.submit(**REQUESTS["text"], seed=2, steps=2, methods=methods, api_name="/text")
+    final = job.result(timeout=300)
+    partials = job.outputs()
+    assert len(partials) >= 2, "the endpoint did not stream"
+    assert [len(p[1]["data"]) for p in partials][:2] == [1, 2]  # one more record per yield
+    gallery, records, _, seed, _ = final
+    assert seed == 2 and [row[0] for row in records["data"]] == methods
+    whole = client.predict(**REQUESTS["text"], seed=2, steps=2, methods=methods, api_name="/text")
+    assert len(whole[0]) == len(gallery)
+    for streamed, direct in zip(gallery, whole[0], strict=True):  # the same cells, bit for bit
+        assert np.array_equal(_pixels(streamed), _pixels(direct))
+        assert streamed["caption"].split(" · ")[0] == direct["caption"].split(" · ")[0]
+
+
+def test_sweep_endpoint_cells_equal_single_runs(client: Client) -> None:
+    html, files, cells = client.predict(
+        **REQUESTS["text"],
+        steps=2,
+        methods=["sdedit", "ledits_pp"],
+        x_axis="seed",
+        x_values="0, 1, 2",
+        y_axis="method",
+        y_values="sdedit, ledits_pp",
+        api_name="/text_sweep",
+    )
+    assert len(cells) == 6 and html.count("<img") == 6
+    saved = json.loads(Path(next(f for f in files if str(f).endswith(".json"))).read_text())
+    assert len(saved["records"]) == 6
+    for index, cell in enumerate(cells):  # row-major: rows are methods, columns seeds
+        method, seed = ["sdedit", "ledits_pp"][index // 3], index % 3
+        single = client.predict(**REQUESTS["text"], seed=seed, steps=2, methods=[method], api_name="/text")
+        assert np.array_equal(_pixels(cell), _pixels(single[0][1])), (method, seed)

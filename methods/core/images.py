@@ -171,20 +171,40 @@ def text_card(text: str, size: tuple[int, int], background: tuple[int, int, int]
     return card
 
 
-def compose_grid(cells: Sequence[tuple[Image.Image, str]], cell_size: int = 256, columns: int = 4) -> Image.Image:
-    """One PNG of captioned cells (the condition first), for download."""
+def _header_lines(title: str, detail: str, width_chars: int) -> tuple[list[str], list[str]]:
+    return textwrap.wrap(title, width_chars)[:2] or [""], textwrap.wrap(detail, width_chars + 8)[:3]
+
+
+def compose_grid(
+    cells: Sequence[tuple[Image.Image, str] | tuple[Image.Image, str, str]],
+    cell_size: int = 256,
+    columns: int = 4,
+    footer: str = "",
+) -> Image.Image:
+    """One PNG of cells (the condition first), each under a header (its title, then its details in smaller
+    type), with a footer line saying what all cells shared (seed, steps, backbone), for download."""
     columns = max(1, min(columns, len(cells)))
     rows = (len(cells) + columns - 1) // columns
-    caption_height = 64
-    grid = Image.new("RGB", (columns * cell_size, rows * (cell_size + caption_height)), (255, 255, 255))
+    title_font, detail_font = _font(14), _font(11)
+    width_chars = max(12, cell_size // 8)
+    header_height = 2 * 17 + 3 * 13 + 6
+    footer_height = 24 if footer else 0
+    grid = Image.new("RGB", (columns * cell_size, rows * (cell_size + header_height) + footer_height), "white")
     draw = ImageDraw.Draw(grid)
-    font = _font(11)
-    for index, (image, caption) in enumerate(cells):
-        x, y = (index % columns) * cell_size, (index // columns) * (cell_size + caption_height)
+    for index, cell in enumerate(cells):
+        image, title = cell[0], cell[1]
+        detail = cell[2] if len(cell) > 2 else ""
+        x, y = (index % columns) * cell_size, (index // columns) * (cell_size + header_height)
+        titles, details = _header_lines(title, detail, width_chars)
+        draw.multiline_text((x + 4, y + 3), "\n".join(titles), fill=(0, 0, 0), font=title_font, spacing=3)
+        if details:
+            top = y + 3 + 17 * len(titles)
+            draw.multiline_text((x + 4, top), "\n".join(details), fill=(70, 70, 70), font=detail_font, spacing=2)
         thumb = ImageOps.contain(image.convert("RGB"), (cell_size, cell_size))
-        grid.paste(thumb, (x + (cell_size - thumb.width) // 2, y + (cell_size - thumb.height) // 2))
-        text = "\n".join(textwrap.wrap(caption, 42)[:4])
-        draw.multiline_text((x + 4, y + cell_size + 2), text, fill=(0, 0, 0), font=font, spacing=2)
+        grid.paste(thumb, (x + (cell_size - thumb.width) // 2, y + header_height + (cell_size - thumb.height) // 2))
+    if footer:
+        draw.line((0, grid.height - footer_height, grid.width, grid.height - footer_height), fill=(180, 180, 180))
+        draw.text((4, grid.height - footer_height + 5), footer, fill=(40, 40, 40), font=detail_font)
     return grid
 
 

@@ -8,13 +8,15 @@ request never holds the GPU longer than the budget (plus one step).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,11 @@ class BudgetSpent(Exception):  # noqa: N818 - a stop signal, not a failure
 @dataclass
 class Cell:
     image: Image.Image
-    caption: str
+    caption: str  # everything: label, seconds, parameters, what the method reports
     kind: str  # condition | result | extra | error | skipped
+    method: str = ""  # the method's registry name ("" for the condition cell)
+    header: str = ""  # short: the label and seconds, drawn above the cell
+    detail: str = ""  # the parameters, drawn under the header
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Comparison:
     records: list[dict[str, Any]]
     grid: Image.Image
     files: list[Path] = field(default_factory=list)
+    done: bool = True  # False for the partial comparisons ``iter_comparison`` yields before the last method
+    source: Image.Image | None = None  # the photo the methods were given (for the compare slider)
 
     @property
     def gallery(self) -> list[tuple[Image.Image, str]]:
@@ -109,7 +116,120 @@ def inputs_summary(inputs: EditInputs) -> dict[str, object]:
     }
 
 
-def run_comparison(
+def _stop_check(deadline: float | None, spent: str, stop: threading.Event | None) -> Callable[[int, int], None]:
+    """The check every step report makes: the visitor's Stop, then the request's time budget."""
+
+    def check(step: int, total: int) -> None:
+        if stop is not None and stop.is_set():
+            raise BudgetSpent(f"Stopped by the visitor at step {step}/{total}.")
+        if deadline is not None and time.perf_counter() > deadline:
+            raise BudgetSpent(f"Stopped at step {step}/{total}: {spent}")
+
+    return check
+
+
+def run_method(
+    backbone: Backbone,
+    condition: Condition,
+    name: str,
+    inputs: EditInputs,
+    seed: int,
+    params: dict[str, Any] | None = None,
+    *,
+    check: Callable[[int, int], None] | None = None,
+    report: Callable[[int, int, str], None] | None = None,
+    size: tuple[int, int] | None = None,
+    late: str = "",
+) -> tuple[dict[str, Any], list[Cell]]:
+    """One method on the inputs with the seed: its record and its cells (result, error or skipped, then extras).
+
+    ``check(step, total)`` may raise ``BudgetSpent`` to stop the method at a step; ``late`` (a sentence) marks a
+    method that must not start at all (the budget was spent before it)."""
+    method_cls = get_method(name)
+    if method_cls.condition != condition:
+        raise InputError(f"{method_cls.label} belongs to the {method_cls.condition.value} tab, not {condition.value}.")
+    size = size or (inputs.image.size if inputs.image is not None else (backbone.size, backbone.size))
+    record: dict[str, Any] = {
+        "method": name,
+        "label": method_cls.label,
+        "seed": seed,
+        "steps": inputs.steps,
+        "guidance": inputs.guidance,
+        "backbone": backbone.profile.name,
+        "backbone_location": backbone.profile.location,
+    }
+    label = method_cls.label
+    started = time.perf_counter()
+    cells: list[Cell] = []
+    try:
+        resolved = method_cls.resolve_params(params)
+        record["params"] = resolved
+        missing = method_cls.missing_inputs(inputs)
+        if missing:
+            raise InputError(f"{label} needs {' and '.join(missing)}.")
+        if late:
+            raise InputError(f"Not run: {late}")
+
+        def step_report(step: int, total: int) -> None:
+            if check is not None:
+                check(step, total)
+            if report is not None:
+                report(step, total, f"{label}: step {step}/{total}")
+
+        torch.manual_seed(seed)  # for pipelines that draw noise without the generator
+        generator = torch.Generator(device=backbone.device).manual_seed(seed)
+        ctx = RunContext(backbone=backbone, seed=seed, generator=generator, report=step_report)
+        with backbone.borrowed():
+            output = method_cls().run(ctx, inputs, resolved)
+        seconds = time.perf_counter() - started
+        record.update(status="ok", seconds=round(seconds, 3), info=output.info, message="")
+        detail = _format_params(resolved)
+        caption = f"{label} · {seconds:.1f}s · {detail}"
+        if output.info:
+            caption += f" · {_format_info(output.info)}"
+        cells.append(Cell(output.image, caption, "result", name, f"{label} · {seconds:.1f} s", detail))
+        cells.extend(
+            Cell(image, f"{label}: {text}", "extra", name, f"{label}: {text}") for image, text in output.extras
+        )
+    except InputError as error:
+        record.update(status="skipped", seconds=round(time.perf_counter() - started, 3), message=str(error))
+        cells.append(
+            Cell(
+                text_card(f"Skipped: {error}", size),
+                f"{label} · skipped: {error}",
+                "skipped",
+                name,
+                f"{label} · skipped",
+            )
+        )
+    except BudgetSpent as error:
+        record.update(status="stopped", seconds=round(time.perf_counter() - started, 3), message=str(error))
+        cells.append(Cell(text_card(str(error), size), f"{label} · {error}", "error", name, f"{label} · stopped"))
+    except Exception as error:  # noqa: BLE001 - one method's failure must not kill the tab
+        logger.error("%s failed:\n%s", name, traceback.format_exc())
+        message = scrub(f"{type(error).__name__}: {error}")[:MAX_MESSAGE_CHARS]
+        record.update(status="error", seconds=round(time.perf_counter() - started, 3), message=message)
+        cells.append(
+            Cell(
+                text_card(f"{label} failed.\n{message}", size),
+                f"{label} · failed: {message}",
+                "error",
+                name,
+                f"{label} · failed",
+            )
+        )
+    return record, cells
+
+
+def run_footer(backbone: Backbone, seed: int, inputs: EditInputs) -> str:
+    """The line under a downloaded grid: what every cell shared."""
+    return (
+        f"seed {seed} · {inputs.steps} steps · guidance {inputs.guidance:g} · backbone {backbone.profile.name} "
+        f"({backbone.profile.location}) on {backbone.device.type}"
+    )
+
+
+def iter_comparison(
     backbone: Backbone,
     condition: Condition | str,
     methods: Sequence[str],
@@ -120,12 +240,23 @@ def run_comparison(
     progress: Progress | None = None,
     out_dir: Path | None = None,
     time_budget: float | None = None,
-) -> Comparison:
-    """Run each method on the same inputs and seed; return cells, records, grid PNG and record JSON.
+    stop: threading.Event | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Iterator[Comparison]:
+    """Run each method on the same inputs and seed, yielding the comparison so far after each one (its grid PNG
+    and records JSON rewritten each time, so the files always cover what ran). The last yield is the whole run.
 
-    ``time_budget`` (seconds) bounds the whole request: see the module docstring."""
+    ``time_budget`` (seconds) bounds the whole request (see the module docstring); ``stop`` (set by the visitor's
+    Stop button) stops the running method at its next step and runs no further method. ``extra`` goes into the
+    records JSON as it is (the UI's replay block)."""
     condition = Condition(condition)
     params = params or {}
+    for name in methods:  # a method of another tab is the caller's mistake: refuse before any work
+        if get_method(name).condition != condition:
+            method_cls = get_method(name)
+            raise InputError(
+                f"{method_cls.label} belongs to the {method_cls.condition.value} tab, not {condition.value}."
+            )
     report = progress or (lambda fraction, text: None)
     deadline = time.perf_counter() + time_budget if time_budget else None
     spent = (
@@ -133,85 +264,46 @@ def run_comparison(
         if time_budget
         else ""
     )
-    size = inputs.image.size if inputs.image is not None else (backbone.size, backbone.size)
-    cells: list[Cell] = []
-    if condition_cell is not None:
-        cells.append(Cell(condition_cell[0], condition_cell[1], "condition"))
-    records: list[dict[str, Any]] = []
-    for index, name in enumerate(methods):
-        method_cls = get_method(name)
-        if method_cls.condition != condition:
-            raise InputError(
-                f"{method_cls.label} belongs to the {method_cls.condition.value} tab, not {condition.value}."
-            )
-        record: dict[str, Any] = {
-            "method": name,
-            "label": method_cls.label,
-            "seed": seed,
-            "steps": inputs.steps,
-            "guidance": inputs.guidance,
-            "backbone": backbone.profile.name,
-            "backbone_location": backbone.profile.location,
-        }
-        started = time.perf_counter()
-        try:
-            resolved = method_cls.resolve_params(params.get(name))
-            record["params"] = resolved
-            missing = method_cls.missing_inputs(inputs)
-            if missing:
-                raise InputError(f"{method_cls.label} needs {' and '.join(missing)}.")
-            if deadline is not None and index > 0 and started > deadline:  # the first method always starts
-                raise InputError(f"Not run: {spent}")
-
-            def step_report(step: int, total: int, _i: int = index, _label: str = method_cls.label) -> None:
-                if deadline is not None and time.perf_counter() > deadline:
-                    raise BudgetSpent(f"Stopped at step {step}/{total}: {spent}")
-                report((_i + step / max(total, 1)) / len(methods), f"{_label}: step {step}/{total}")
-
-            report(index / len(methods), f"{method_cls.label}: starting")
-            torch.manual_seed(seed)  # for pipelines that draw noise without the generator
-            generator = torch.Generator(device=backbone.device).manual_seed(seed)
-            ctx = RunContext(backbone=backbone, seed=seed, generator=generator, report=step_report)
-            with backbone.borrowed():
-                output = method_cls().run(ctx, inputs, resolved)
-            seconds = time.perf_counter() - started
-            record.update(status="ok", seconds=round(seconds, 3), info=output.info, message="")
-            caption = f"{method_cls.label} · {seconds:.1f}s · {_format_params(resolved)}"
-            if output.info:
-                caption += f" · {_format_info(output.info)}"
-            cells.append(Cell(output.image, caption, "result"))
-            cells.extend(Cell(image, f"{method_cls.label}: {text}", "extra") for image, text in output.extras)
-        except InputError as error:
-            record.update(status="skipped", seconds=round(time.perf_counter() - started, 3), message=str(error))
-            cells.append(
-                Cell(text_card(f"Skipped: {error}", size), f"{method_cls.label} · skipped: {error}", "skipped")
-            )
-        except BudgetSpent as error:
-            record.update(status="stopped", seconds=round(time.perf_counter() - started, 3), message=str(error))
-            cells.append(Cell(text_card(str(error), size), f"{method_cls.label} · {error}", "error"))
-        except Exception as error:  # noqa: BLE001 - one method's failure must not kill the tab
-            logger.error("%s failed:\n%s", name, traceback.format_exc())
-            message = scrub(f"{type(error).__name__}: {error}")[:MAX_MESSAGE_CHARS]
-            record.update(status="error", seconds=round(time.perf_counter() - started, 3), message=message)
-            cells.append(
-                Cell(
-                    text_card(f"{method_cls.label} failed.\n{message}", size),
-                    f"{method_cls.label} · failed: {message}",
-                    "error",
-                )
-            )
-        records.append(record)
-    report(1.0, "done")
-    grid = compose_grid([(c.image, c.caption) for c in cells])
-    comparison = Comparison(cells=cells, records=records, grid=grid)
+    check = _stop_check(deadline, spent, stop)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix=f"hub-{condition.value}-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    grid_path, record_path = out_dir / "grid.png", out_dir / "records.json"
-    grid.save(grid_path)
-    record_path.write_text(
-        json.dumps(
-            {"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}, indent=2, default=str
+    cells: list[Cell] = []
+    if condition_cell is not None:
+        cells.append(Cell(condition_cell[0], condition_cell[1], "condition", "", "Condition"))
+    records: list[dict[str, Any]] = []
+    footer = run_footer(backbone, seed, inputs)
+
+    def snapshot(done: bool) -> Comparison:
+        grid = compose_grid([(c.image, c.header or c.caption, c.detail) for c in cells], footer=footer)
+        grid_path, record_path = out_dir / "grid.png", out_dir / "records.json"
+        grid.save(grid_path)
+        summary = {"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}
+        record_path.write_text(json.dumps({**summary, **(extra or {})}, indent=2, default=str))
+        files = [grid_path, record_path]
+        return Comparison(list(cells), list(records), grid, files, done=done, source=inputs.image)
+
+    for index, name in enumerate(methods):
+        if stop is not None and stop.is_set():
+            break
+        late = spent if deadline is not None and index > 0 and time.perf_counter() > deadline else ""
+        label = get_method(name).label
+
+        def step_report(step: int, total: int, text: str, _i: int = index) -> None:
+            report((_i + step / max(total, 1)) / len(methods), text)
+
+        report(index / len(methods), f"{label}: starting")
+        record, method_cells = run_method(
+            backbone, condition, name, inputs, seed, params.get(name), check=check, report=step_report, late=late
         )
-    )
-    comparison.files = [grid_path, record_path]
+        records.append(record)
+        cells.extend(method_cells)
+        if index < len(methods) - 1 and not (stop is not None and stop.is_set()):
+            yield snapshot(done=False)
+    report(1.0, "done")
+    yield snapshot(done=True)
+
+
+def run_comparison(*args: Any, **kwargs: Any) -> Comparison:
+    """``iter_comparison`` run to the end: the whole comparison (same arguments)."""
+    (comparison,) = collections.deque(iter_comparison(*args, **kwargs), maxlen=1)
     return comparison

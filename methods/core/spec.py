@@ -201,5 +201,13 @@ class Method:
         """The output's size for an input of ``size`` (methods that change the canvas override this)."""
         return size
 
+    @classmethod
+    def cost(cls, steps: int, params: dict[str, Any]) -> float:
+        """Expected work of one run, in UNet (or DiT) evaluations at the working size: the declared estimate
+        ``methods.core.costs`` scales by measured seconds per evaluation. One evaluation = one batch element of one
+        forward pass; a forward + backward counts about two to three. ``params`` are the method's resolved params
+        (``cls.resolve_params(None)`` gives the defaults). Methods whose work differs override this."""
+        return 2.0 * steps  # a plain classifier-free-guided sampler: two evaluations per step
+
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         raise NotImplementedError

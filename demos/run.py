@@ -1,0 +1,153 @@
+"""A tab's Run and Sweep requests: the widget values checked and turned into the runner's arguments, the
+handlers' API signature, and the per-session Stop switch.
+
+Every handler a tab wires takes the same values in the same order (the tab's widgets, the shared settings, each
+method's parameters, the extras toggle), so a history entry or a records JSON restores a run by giving those
+values back to the same widgets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from methods.core.limits import text_field
+from methods.core.registry import get_method
+from methods.core.spec import BoolParam, EditInputs, FloatParam, InputError, IntParam
+
+MAX_SEED = 2**31 - 1
+# The settings every method shares: their widgets and the checks of a client's values come from these.
+SEED = IntParam("seed", 0, 0, MAX_SEED, label="Seed (shared by all methods)")
+STEPS = IntParam("steps", 30, 1, 100, label="Steps")
+GUIDANCE = FloatParam("guidance_scale", 7.5, 1.0, 20.0, step=0.5, label="Guidance scale")
+FLAGS = {
+    "randomize_seed": BoolParam("randomize_seed", False, label="Randomize seed"),
+    "show_metrics": BoolParam("show_metrics", False, label="Score the cells"),
+    "show_extras": BoolParam("show_extras", True, label="Show each method's intermediate images"),
+}
+SHARED = ["methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics"]
+
+
+@dataclass
+class Request:
+    """One Run's checked values."""
+
+    values: list[Any]  # as the widgets sent them, in the handler's input order (the seed as used)
+    named: dict[str, Any]
+    chosen: list[str]
+    seed: int
+    score: bool
+    extras: bool
+    params: dict[str, dict[str, Any]]
+    inputs: EditInputs
+    cell: tuple[Any, str] = field(default=(None, ""))
+
+
+def api_names(widget_names: list[str], param_keys: list[tuple[str, str]]) -> list[str]:
+    """The handlers' parameter names for gradio_client: the widgets, the shared settings, method__param, and
+    the extras toggle last (so a client written before it existed still lines up)."""
+    return [*widget_names, *SHARED, *(f"{m}__{p}" for m, p in param_keys), "show_extras"]
+
+
+def name_parameters(fn: Callable[..., Any], names: list[str]) -> None:
+    """Give ``fn(*values)`` a signature with those names (each defaulting to None, so a widget added to a tab
+    later never breaks an older client call), then the visitor's request and Gradio's progress tracker."""
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
+    parameters.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
+    parameters.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+    fn.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    fn.__annotations__ = {"request": gr.Request}
+
+
+def split_call(values: tuple[Any, ...], count: int) -> tuple[tuple[Any, ...], Any, Callable[..., Any]]:
+    """A handler named by ``name_parameters`` is called with its ``count`` values, then the visitor's request
+    and Gradio's progress tracker (positionally): split them."""
+    request = values[count] if len(values) > count else None
+    progress = values[count + 1] if len(values) > count + 1 else None
+    return values[:count], request, progress or (lambda *args, **kwargs: None)
+
+
+def parse_request(
+    hub: Any,
+    tab: Any,
+    widgets: dict[str, gr.components.Component],
+    param_keys: list[tuple[str, str]],
+    default_steps: int,
+    values: tuple[Any, ...],
+) -> Request:
+    """Check every value before any work starts (an ``InputError`` names the field) and build the inputs."""
+    from demos.common import read_inputs
+
+    values = list(values)
+    count = len(widgets)
+    named = dict(zip(widgets, values[:count], strict=True))
+    for name, value in named.items():
+        if isinstance(widgets[name], gr.Textbox):
+            text_field(value, f"“{widgets[name].label}”")
+    chosen, seed, randomize, steps, guidance, score = values[count : count + 6]
+    param_values = values[count + 6 : count + 6 + len(param_keys)]
+    extras = values[count + 6 + len(param_keys)] if len(values) > count + 6 + len(param_keys) else None
+    if not chosen:
+        raise InputError("Select at least one method to compare.")
+    if not isinstance(chosen, list | tuple) or not all(isinstance(name, str) for name in chosen):
+        raise InputError("“Methods to compare” must be a list of method names.")
+    if FLAGS["randomize_seed"].coerce(randomize):
+        seed = random.randint(0, MAX_SEED)
+    seed = SEED.coerce(0 if seed is None else seed)
+    steps = STEPS.coerce(steps if steps is not None else default_steps)
+    params: dict[str, dict[str, Any]] = {}
+    for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
+        if method_name in chosen:
+            params.setdefault(method_name, {})[param_name] = value
+    params = {name: get_method(name).resolve_params(given) for name, given in params.items()}
+    inputs = read_inputs(hub, tab, named, EditInputs(steps=steps, guidance=GUIDANCE.coerce(guidance)))
+    values[count + 1 : count + 3] = [seed, False]  # a replay reproduces the seed this run used
+    return Request(
+        values=values,
+        named=named,
+        chosen=list(chosen),
+        seed=seed,
+        score=FLAGS["show_metrics"].coerce(score),
+        extras=FLAGS["show_extras"].coerce(extras),
+        params=params,
+        inputs=inputs,
+        cell=tab.condition_cell(hub, inputs),
+    )
+
+
+class StopSwitch:
+    """One Stop event per visitor session: a Run arms it, the Stop button sets it, the runner checks it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, threading.Event] = {}
+
+    @staticmethod
+    def session(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def arm(self, request: gr.Request | None) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[self.session(request)] = event
+        return event
+
+    def stop(self, request: gr.Request | None) -> bool:
+        """Set the session's Stop; False when it has nothing running."""
+        with self._lock:
+            event = self._events.get(self.session(request))
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def release(self, request: gr.Request | None, event: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(self.session(request)) is event:
+                del self._events[self.session(request)]

@@ -1,0 +1,131 @@
+"""The streamed comparison: the runner yields the grid after each method, Stop keeps what finished, the files
+always cover what ran; the gallery, compare slider, history and records-JSON replay built on it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from demos import grid
+from methods.core.examples import example_inputs
+from methods.core.runner import iter_comparison, run_comparison
+from methods.core.spec import InputError
+from tests.helpers import assert_same_image
+
+METHODS = ["sdedit", "ledits_pp", "instruct_pix2pix"]
+
+
+@pytest.fixture(scope="module")
+def inputs(backbone):
+    return example_inputs("text", backbone, steps=2)
+
+
+def test_each_method_is_yielded_as_it_finishes(backbone, inputs, tmp_path: Path) -> None:
+    snapshots = list(iter_comparison(backbone, "text", METHODS, inputs, 3, out_dir=tmp_path))
+    assert [len(s.records) for s in snapshots] == [1, 2, 3]  # the last method's grid is the final one
+    assert [s.done for s in snapshots] == [False, False, True]
+    whole = run_comparison(backbone, "text", METHODS, inputs, 3, out_dir=tmp_path / "whole")
+    assert [r["status"] for r in whole.records] == ["ok"] * 3
+    for name in METHODS:  # the streamed run's last grid is the one-shot run's, bit for bit
+        assert_same_image(snapshots[-1].result(name), whole.result(name))
+    saved = json.loads((tmp_path / "records.json").read_text())
+    assert [r["method"] for r in saved["records"]] == METHODS
+
+
+def test_partial_files_cover_what_ran(backbone, inputs, tmp_path: Path) -> None:
+    stream = iter_comparison(backbone, "text", METHODS, inputs, 0, out_dir=tmp_path)
+    first = next(stream)
+    saved = json.loads(first.files[1].read_text())
+    assert [r["method"] for r in saved["records"]] == ["sdedit"] and first.files[0].exists()
+    stream.close()
+
+
+def test_stop_between_methods_keeps_the_finished_cells(backbone, inputs, tmp_path: Path) -> None:
+    stop = threading.Event()
+    kept = []
+    for snapshot in iter_comparison(backbone, "text", METHODS, inputs, 0, out_dir=tmp_path, stop=stop):
+        kept.append(snapshot)
+        stop.set()  # the visitor presses Stop while the second method would start
+    assert kept[-1].done and [r["method"] for r in kept[-1].records] == ["sdedit"]
+    assert kept[-1].records[0]["status"] == "ok"
+    assert json.loads((tmp_path / "records.json").read_text())["records"][0]["method"] == "sdedit"
+
+
+def test_stop_inside_a_method_stops_it_at_its_next_step(backbone, inputs, tmp_path: Path) -> None:
+    stop = threading.Event()
+
+    def progress(fraction: float, text: str) -> None:
+        if "step 1/" in text:
+            stop.set()
+
+    longer = example_inputs("text", backbone, steps=6)
+    *_, last = iter_comparison(backbone, "text", ["sdedit", "ledits_pp"], longer, 0, progress=progress, stop=stop)
+    assert [r["status"] for r in last.records] == ["stopped"]
+    assert "Stopped by the visitor" in last.records[0]["message"]
+
+
+def test_gallery_hides_extras_until_asked(backbone, inputs) -> None:
+    comparison = run_comparison(backbone, "text", ["ledits_pp"], inputs, 0, condition_cell=(inputs.image, "source"))
+    extras = grid.extras_count(comparison)
+    assert extras >= 1  # LEDITS++ shows its implicit masks
+    assert len(grid.gallery_items(comparison, extras=False)) == 2
+    assert len(grid.gallery_items(comparison, extras=True)) == 2 + extras
+    picture, caption = grid.gallery_items(comparison)[1]
+    assert picture is comparison.result("ledits_pp") and caption.startswith("LEDITS++")  # the output, untouched
+
+
+def test_slider_pairs_the_source_with_any_cell(backbone, inputs) -> None:
+    cell = (inputs.image, "source")
+    comparison = run_comparison(backbone, "text", ["sdedit", "ledits_pp"], inputs, 0, condition_cell=cell)
+    names = grid.slider_names(comparison)
+    assert names[0] == grid.SOURCE and any(n.startswith("SDEdit") for n in names)
+    sdedit = next(n for n in names if n.startswith("SDEdit"))
+    left, right = grid.slider_pair(comparison, grid.SOURCE, sdedit)
+    assert_same_image(right, comparison.result("sdedit"))
+    assert left.size == right.size
+    assert grid.selected_name(comparison, 1, extras=False) == sdedit  # the first method's cell, after the condition
+    assert grid.selected_name(comparison, 0, extras=False) is None  # the condition cell is the source already
+    assert grid.slider_pair(comparison, grid.SOURCE, "no such cell") is None
+
+
+def test_history_keeps_the_newest_runs(backbone, inputs) -> None:
+    comparison = run_comparison(backbone, "text", ["sdedit"], inputs, 0)
+    past: list[grid.Run] = []
+    for index in range(grid.HISTORY_SIZE + 3):
+        past = grid.remember(past, grid.Run([index], comparison, f"run {index}"))
+    assert len(past) == grid.HISTORY_SIZE
+    items = grid.history_items(past)
+    assert items[0][1] == f"run {grid.HISTORY_SIZE + 2}"  # newest first
+    assert grid.history_run(past, 0).values == [grid.HISTORY_SIZE + 2]
+    assert grid.history_run(past, 99) is None
+
+
+def test_replay_round_trip(tmp_path: Path) -> None:
+    names = ["image", "prompt", "methods", "seed", "sdedit__strength"]
+    block = grid.replay_block("text", names, [object(), "snow", ["sdedit"], 7, 0.6])
+    assert block["replay"]["not_stored"] == ["image"]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps({"records": [], **block}))
+    values, media = grid.read_replay(path, "text", names)
+    assert values == {"prompt": "snow", "methods": ["sdedit"], "seed": 7, "sdedit__strength": 0.6}
+    assert media == ["image"]
+
+
+@pytest.mark.parametrize(
+    ("content", "tab", "words"),
+    [
+        ("not json", "text", "not a records JSON"),
+        (json.dumps({"records": []}), "text", "no replay block"),
+        (json.dumps({"replay": {"tab": "mask", "values": {}}}), "text", "mask tab"),
+    ],
+)
+def test_replay_refuses_other_files_with_a_sentence(tmp_path: Path, content: str, tab: str, words: str) -> None:
+    path = tmp_path / "records.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=words):
+        grid.read_replay(path, tab, ["prompt"])
+    with pytest.raises(InputError, match="Upload a records JSON"):
+        grid.read_replay(None, tab, ["prompt"])
