@@ -38,6 +38,8 @@ from methods.core.dragon import (
     MemoryBank,
     drag_energy,
     drag_regions,
+    guided_steps,
+    keep_outside,
     paste_start,
     target_similarity,
 )
@@ -62,7 +64,6 @@ from methods.core.spec import (
 from methods.drag_diffusion import drag_points
 
 OFFICIAL_STEPS = 50  # the official schedule the step fractions below come from
-DENSE_UNTIL = 0.2  # guide every step before 10 / 50 ...
 BANK_FROM = 0.1  # memory bank from sampling step 5 / 50 on
 SDE_WINDOW = (0.2, 0.4)  # regional SDE at 10 < i < 20 of 50
 GUIDANCE_STEP = 4e-2  # the official drag mode's factor on the energy gradient
@@ -97,10 +98,10 @@ class DragonDiffusion(Method):
 
     @classmethod
     def cost(cls, steps: int, params: dict[str, Any]) -> float:
-        bank = steps - steps_until(BANK_FROM, steps)  # the memory bank's recording calls
-        guide = 1 + 2 * GRADIENT_STEP + 1  # guidance features, [z, z] forward + backward, the measure
-        # inversion, denoising, recording, guided steps, the final similarity (no CFG anywhere)
-        return steps + steps + bank + guide * len(guided_steps(steps, params)) + 2
+        # inversion, denoising, the memory bank's recording calls, guided steps (guidance features, [z, z] forward
+        # + backward, the measure), the final similarity; no CFG anywhere
+        bank, guide = steps - steps_until(BANK_FROM, steps), 2 + 2 * GRADIENT_STEP
+        return 2 * steps + bank + guide * len(guided_steps(steps, params)) + 2
 
     def run(self, ctx: RunContext, inputs: EditInputs, params: dict[str, Any]) -> MethodOutput:
         # 1. check inputs: drags, mask -> handle / target patches and the edit area
@@ -124,20 +125,6 @@ class DragonDiffusion(Method):
         output = decode_latents(backbone, latents)
         extras = [(draw_drags(output, inputs.drags, inputs.mask), "moved points")]
         return MethodOutput(output, info=report, extras=extras)
-
-
-def guided_steps(steps: int, params: dict[str, Any]) -> set[int]:
-    """Sampling-step positions j (0 = the noisiest) with energy guidance: all before DENSE_UNTIL, every other
-    one before ``guidance_until`` (the official i < 10 or even i < 30 of 50); none at zero energy scale."""
-    if params["energy_scale"] == 0:
-        return set()
-    until, dense = steps_until(params["guidance_until"], steps), steps_until(DENSE_UNTIL, steps)
-    return {j for j in range(until) if j < dense or j % 2 == 0}
-
-
-def keep_outside(latents: torch.Tensor, reference: torch.Tensor, editable: torch.Tensor) -> torch.Tensor:
-    """The latent blend: the edited latent inside M, the inversion latent of the same step outside."""
-    return editable * latents + (1 - editable) * reference
 
 
 def dragon_denoise(

@@ -245,6 +245,17 @@ def test_timings_persist_across_books(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["timings.json"]  # no temporary file left behind
 
 
+def test_a_book_sees_what_another_process_wrote(tmp_path: Path) -> None:
+    # On ZeroGPU the Runs (and their observe) execute in worker processes; the main process estimates durations.
+    path, gpu = tmp_path / "timings.json", fake_backbone()
+    main, worker = CostBook(path), CostBook(path)
+    assert main.estimate(gpu, "sdedit", 30)[1] == "estimated"
+    worker.observe(gpu, ok_record("sdedit", 9.0, 30, {"strength": 0.6}))
+    assert main.estimate(gpu, "sdedit", 30, {"strength": 1.0}) == (15.0, "measured")
+    main.observe(gpu, ok_record("sdedit", 18.0, 30, {"strength": 0.6}))  # appends to the worker's run, not over it
+    assert CostBook(path).measured(gpu, "sdedit") == [0.25, 0.5]
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"sd15/cuda/float16": {"sdedit": "fast"}}', ""])
 def test_an_unreadable_file_starts_an_empty_book(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str

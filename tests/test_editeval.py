@@ -202,7 +202,7 @@ def test_leaderboard_reads_the_results(results, monkeypatch):
     items = L.items_table(out, "psnr")
     assert list(items["item"]) == ["style_change_1", "object_removal_2"] and list(items.columns)[2:] == ["sdedit"]
     grid = L.item_grid(out, "object_removal_2")
-    assert grid is not None and grid.size == (512, 320)  # two 256 px cells and their captions
+    assert grid is not None and grid.size == (512, 335)  # two 256 px cells under their 79 px headers
     assert L.item_grid(out, "../../etc") is None
     event = gr.SelectData(None, {"index": [1, 0], "value": "object_removal_2", "row_value": list(items.iloc[1])})
     root = out.parent

@@ -133,14 +133,14 @@ def test_same_seed_same_pixels_alone_interleaved_and_on_another_backbone(fresh, 
 
 def test_a_full_queue_refuses_runs_clearly_and_still_draws(backbone, monkeypatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real = common.run_comparison
+    real = common.iter_comparison
 
     def held(*args: Any, **kwargs: Any) -> Any:  # keeps the GPU slot busy until the test lets go
         started.set()
         release.wait(60)
-        return real(*args, **kwargs)
+        yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(common, "run_comparison", held)
+    monkeypatch.setattr(common, "iter_comparison", held)
     settings = dataclasses.replace(tiny_settings(), queue_size=1)
     request = {**REQUESTS["text"], "methods": ["sdedit"], "steps": 2}
     with served(backbone, settings) as (url, app):

@@ -174,6 +174,7 @@ class CostBook:
         self.path = Path(path)
         self.keep = keep
         self._lock = threading.Lock()
+        self._stamp = self._mtime()
         self._book: dict[str, dict[str, list[float]]] = self._load()
 
     @staticmethod
@@ -182,6 +183,18 @@ class CostBook:
         return f"{backbone.profile.name}/{backbone.device.type}/{dtype_name(backbone.dtype)}"
 
     # -- the file --------------------------------------------------------------------------------------------------
+    def _mtime(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _refresh(self) -> None:
+        """Re-read the file when another process wrote it since (a ZeroGPU worker, another replica); lock held."""
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            self._book, self._stamp = self._load(), stamp
+
     def _load(self) -> dict[str, dict[str, list[float]]]:
         if not self.path.exists():
             return {}
@@ -203,6 +216,7 @@ class CostBook:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 json.dump(self._book, file, indent=1, sort_keys=True)
             os.replace(temporary, self.path)
+            self._stamp = self._mtime()
         except OSError as error:
             logger.warning("could not write the timings file %s: %s", self.path, error)
 
@@ -222,6 +236,7 @@ class CostBook:
         if not (math.isfinite(cost) and cost > 0 and math.isfinite(seconds) and seconds >= 0):
             return
         with self._lock:
+            self._refresh()
             runs = self._book.setdefault(self.key(backbone), {}).setdefault(method_cls.name, [])
             runs.append(seconds / cost)
             del runs[: -self.keep]
@@ -237,6 +252,7 @@ class CostBook:
         """(seconds per unit, "measured" | "estimated"): the method's own median; else the median over the methods
         measured on this backbone (one median each); else the declared default."""
         with self._lock:
+            self._refresh()
             methods = self._book.get(self.key(backbone), {})
             own = methods.get(method_name)
             if own:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from methods.core.attention import AttentionController, Site, attend
+from methods.core.attention import AttentionController, Site, attend, steps_until
 from methods.core.drag import DecoderFeatures
 
 FEATURE_BLOCKS = (1, 2)  # UNet up-blocks whose outputs the energy compares (the official ``up_ft_index``)
@@ -171,3 +171,20 @@ class MemoryBank(AttentionController):
             return attend(q, k, v, site.scale)
         k_ref, v_ref = (x.expand(k.shape[0], -1, -1, -1) for x in self.bank[site.name])  # (batch, heads, tokens, dim)
         return attend(q, torch.cat([k, k_ref], dim=2), torch.cat([v, v_ref], dim=2), site.scale)
+
+
+DENSE_UNTIL = 0.2  # DragonDiffusion guides every step before 10 / 50 ...
+
+
+def guided_steps(steps: int, params: dict[str, Any]) -> set[int]:
+    """Sampling-step positions j (0 = the noisiest) with energy guidance: all before DENSE_UNTIL, every other
+    one before ``guidance_until`` (the official i < 10 or even i < 30 of 50); none at zero energy scale."""
+    if params["energy_scale"] == 0:
+        return set()
+    until, dense = steps_until(params["guidance_until"], steps), steps_until(DENSE_UNTIL, steps)
+    return {j for j in range(until) if j < dense or j % 2 == 0}
+
+
+def keep_outside(latents: torch.Tensor, reference: torch.Tensor, editable: torch.Tensor) -> torch.Tensor:
+    """The latent blend: the edited latent inside M, the inversion latent of the same step outside."""
+    return editable * latents + (1 - editable) * reference
