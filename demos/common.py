@@ -376,7 +376,7 @@ def build_tab(
     with gr.Accordion("About these methods", open=False):
         gr.Markdown(methods_help(condition))
 
-    last = gr.State(None)  # the Comparison on screen
+    last = gr.State(None)  # the grid.Shown on screen (paths into its run folder)
     history = gr.State([])  # grid.Run entries of this session
     param_keys = [(m, p) for m, p, _ in param_components]
     run_inputs = [
@@ -422,7 +422,7 @@ def build_tab(
                     [str(path) for path in comparison.files],
                     req.seed,
                     scores,
-                    comparison,
+                    grid.Shown.of(comparison),
                     req.values,
                 )
         finally:
@@ -439,27 +439,29 @@ def build_tab(
         concurrency_id="gpu",
     )
 
-    def after_run(comparison: Any, values: Any, past: list[Any], steps_value: Any, chosen: Any) -> tuple[Any, ...]:
-        if comparison is None or values is None:
-            return (gr.skip(),) * 7
-        title = f"{time.strftime('%H:%M:%S')} · seed {comparison.records[0]['seed'] if comparison.records else ''}"
-        past = grid.remember(past, grid.Run(values, comparison, f"{title} · {len(comparison.records)} methods"))
-        choices = grid.slider_names(comparison)
+    def after_run(shown: Any, values: Any, past: list[Any], steps_value: Any, chosen: Any) -> tuple[Any, ...]:
+        if shown is None or values is None:
+            return (gr.skip(),) * 8
+        seed_used = shown.records[0]["seed"] if shown.records else ""
+        title = f"{time.strftime('%H:%M:%S')} · seed {seed_used} · {len(shown.records)} methods"
+        past = grid.remember(past, grid.Run(grid.keep_values(values, shown.grid.parent / "inputs"), shown, title))
+        choices = grid.slider_names(shown)
         right_value = choices[1] if len(choices) > 1 else None
         return (
             past,
             grid.history_items(past),
             gr.Dropdown(choices=choices, value=grid.SOURCE if grid.SOURCE in choices else None),
             gr.Dropdown(choices=choices, value=right_value),
-            grid.slider_pair(comparison, grid.SOURCE, right_value),
+            grid.slider_pair(shown, grid.SOURCE, right_value),
             gr.CheckboxGroup(choices=cost_choices(hub, condition, int(steps_value or default_steps))),
             run_label(hub, chosen, steps_value),
+            None,  # the pending values now live in the history, pictures saved in the run folder
         )
 
     run_event.success(
         after_run,
         [last, pending, history, steps, method_box],
-        [history, history_strip, left, right, slider, method_box, run_button],
+        [history, history_strip, left, right, slider, method_box, run_button, pending],
         api_visibility="private",
         queue=False,
     )
@@ -473,7 +475,7 @@ def build_tab(
     # The estimate follows the choice of methods and steps.
     for trigger in (method_box.change, steps.change):
         on_draw(trigger, lambda chosen, n: run_label(hub, chosen, n), [method_box, steps], run_button)
-    on_draw(extras.change, lambda c, on: grid.gallery_items(c, on), [last, extras], gallery)
+    on_draw(extras.change, lambda shown, on: grid.shown_items(shown, on), [last, extras], gallery)
 
     # The compare slider: any two pictures of the grid on screen; clicking a cell puts it on the right.
     def show_pair(comparison: Any, a: Any, b: Any) -> Any:
@@ -493,9 +495,9 @@ def build_tab(
         run = grid.history_run(past, event.index)
         if run is None:
             return (gr.skip(),) * (len(run_inputs) + 4)
-        shown = grid.gallery_items(run.comparison, FLAGS["show_extras"].coerce(run.values[-1]))
-        files_out = [str(p) for p in run.comparison.files if p.exists()]
-        return (*run.values, shown, grid.records_rows(run.comparison), files_out, run.comparison)
+        items = grid.shown_items(run.shown, FLAGS["show_extras"].coerce(run.values[-1]))
+        files_out = [str(p) for p in run.shown.files if p.exists()]
+        return (*run.values, items, grid.records_rows(run.shown), files_out, run.shown)
 
     history_strip.select(
         restore, [history, extras], [*run_inputs, gallery, table, files, last], api_visibility="private", queue=False

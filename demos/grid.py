@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from methods.core.runner import Comparison
 from methods.core.spec import InputError
@@ -25,6 +25,43 @@ HISTORY_SIZE = 12
 REPLAY_VERSION = 1
 
 
+@dataclass(frozen=True)
+class Picture:
+    """One cell as the session keeps it: where its picture was saved, not the picture."""
+
+    path: Path
+    caption: str
+    kind: str
+    name: str  # what the compare slider calls it
+
+
+@dataclass
+class Shown:
+    """A comparison as a session keeps it (on screen and in its history): paths into the run folder, the records
+    and the files — no pictures in memory, so many sessions with long histories stay small."""
+
+    pictures: list[Picture]
+    records: list[dict[str, Any]]
+    files: list[Path]
+    source: Path | None
+    grid: Path
+
+    @classmethod
+    def of(cls, comparison: Comparison) -> Shown:
+        pictures = [
+            Picture(cell.path, cell.caption, cell.kind, cell.header or cell.caption)
+            for cell in comparison.cells
+            if cell.path is not None
+        ]
+        return cls(
+            pictures, list(comparison.records), list(comparison.files), comparison.source_path, comparison.files[0]
+        )
+
+    def exists(self) -> bool:
+        """False once the run folder was swept away (``HUB_KEEP_RUNS`` / ``HUB_KEEP_SECONDS``)."""
+        return self.grid.exists() and all(picture.path.exists() for picture in self.pictures)
+
+
 def gallery_items(comparison: Comparison | None, extras: bool = False) -> list[tuple[Image.Image, str]]:
     """The grid as the gallery shows it: the condition, each method's cell, and its extras when asked for."""
     if comparison is None:
@@ -32,83 +69,99 @@ def gallery_items(comparison: Comparison | None, extras: bool = False) -> list[t
     return [(cell.image, cell.caption) for cell in comparison.cells if extras or cell.kind != "extra"]
 
 
+def shown_items(shown: Shown | None, extras: bool = False) -> list[tuple[str, str]]:
+    """``gallery_items`` of a kept comparison (paths)."""
+    if shown is None or not shown.exists():
+        return []
+    return [(str(p.path), p.caption) for p in shown.pictures if extras or p.kind != "extra"]
+
+
 def extras_count(comparison: Comparison | None) -> int:
     return 0 if comparison is None else sum(cell.kind == "extra" for cell in comparison.cells)
 
 
-def slider_names(comparison: Comparison | None) -> list[str]:
+def slider_names(shown: Shown | None) -> list[str]:
     """What the compare slider can show on either side: the source photo, then every cell that has a picture."""
-    if comparison is None:
+    if shown is None:
         return [SOURCE]
-    names = [SOURCE] if _source(comparison) is not None else []
-    return names + [cell.header or cell.caption for cell in comparison.cells if cell.kind in {"result", "extra"}]
+    names = [SOURCE] if shown.source is not None else []
+    return names + [p.name for p in shown.pictures if p.kind in {"result", "extra"}]
 
 
-def slider_picture(comparison: Comparison | None, name: str | None) -> Image.Image | None:
-    if comparison is None or not name:
+def slider_picture(shown: Shown | None, name: str | None) -> Image.Image | None:
+    if shown is None or not name:
         return None
-    if name == SOURCE:
-        return _source(comparison)
-    for cell in comparison.cells:
-        if cell.kind in {"result", "extra"} and (cell.header or cell.caption) == name:
-            return cell.image
-    return None
+    path = shown.source if name == SOURCE else None
+    for picture in shown.pictures if name != SOURCE else ():
+        if picture.kind in {"result", "extra"} and picture.name == name:
+            path = picture.path
+            break
+    if path is None or not path.exists():
+        return None
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
-def slider_pair(comparison: Comparison | None, left: str | None, right: str | None) -> tuple[Any, Any] | None:
+def slider_pair(shown: Shown | None, left: str | None, right: str | None) -> tuple[Any, Any] | None:
     """The two pictures for the before/after slider, the left one resized to the right one's size."""
-    a, b = slider_picture(comparison, left), slider_picture(comparison, right)
+    a, b = slider_picture(shown, left), slider_picture(shown, right)
     if a is None or b is None:
         return None
-    return a.convert("RGB").resize(b.size), b.convert("RGB")
+    return a.resize(b.size), b
 
 
-def selected_name(comparison: Comparison | None, index: int | None, extras: bool) -> str | None:
+def selected_name(shown: Shown | None, index: int | None, extras: bool) -> str | None:
     """The slider name of the gallery item clicked (``index`` counts the items the gallery shows)."""
-    if comparison is None or index is None:
+    if shown is None or index is None:
         return None
-    shown = [cell for cell in comparison.cells if extras or cell.kind != "extra"]
-    if not 0 <= index < len(shown) or shown[index].kind not in {"result", "extra"}:
+    visible = [p for p in shown.pictures if extras or p.kind != "extra"]
+    if not 0 <= index < len(visible) or visible[index].kind not in {"result", "extra"}:
         return None
-    return shown[index].header or shown[index].caption
-
-
-def _source(comparison: Comparison) -> Image.Image | None:
-    condition = next((cell for cell in comparison.cells if cell.kind == "condition"), None)
-    return comparison.source if comparison.source is not None else condition.image if condition else None
+    return visible[index].name
 
 
 @dataclass
 class Run:
-    """One entry of the session's history: the Run's inputs as the widgets held them, and what came out."""
+    """One entry of the session's history: the Run's inputs as the widgets held them (pictures as paths into the
+    run folder), and what came out."""
 
     values: list[Any]  # the Run handler's values, in its input order
-    comparison: Comparison
+    shown: Shown
     title: str
-    thumb: Image.Image = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.thumb = ImageOps.contain(self.comparison.grid.convert("RGB"), (256, 256))
+
+def keep_values(values: list[Any], folder: Path) -> list[Any]:
+    """The values with each picture saved into ``folder`` and replaced by its path (a widget restores either)."""
+    kept = []
+    for index, value in enumerate(values):
+        if isinstance(value, Image.Image):
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"input-{index:02d}.png"
+            value.save(path)
+            value = str(path)
+        kept.append(value)
+    return kept
 
 
 def remember(history: list[Run] | None, run: Run) -> list[Run]:
-    """The session's history with ``run`` added last (the oldest dropped past HISTORY_SIZE)."""
-    return [*(history or []), run][-HISTORY_SIZE:]
+    """The session's history with ``run`` added last: the oldest dropped past HISTORY_SIZE, and the runs whose
+    folder was swept away dropped too."""
+    return [entry for entry in [*(history or []), run] if entry.shown.exists()][-HISTORY_SIZE:]
 
 
-def history_items(history: list[Run] | None) -> list[tuple[Image.Image, str]]:
-    return [(run.thumb, run.title) for run in reversed(history or [])]
+def history_items(history: list[Run] | None) -> list[tuple[str, str]]:
+    return [(str(run.shown.grid), run.title) for run in reversed(history or []) if run.shown.exists()]
 
 
 def history_run(history: list[Run] | None, index: int | None) -> Run | None:
     """The run behind the clicked thumbnail (the strip shows the newest first)."""
-    runs = list(reversed(history or []))
+    runs = [run for run in reversed(history or []) if run.shown.exists()]
     return runs[index] if index is not None and 0 <= index < len(runs) else None
 
 
-def records_rows(comparison: Comparison | None) -> list[list[Any]]:
+def records_rows(source: Comparison | Shown | None) -> list[list[Any]]:
     rows = []
-    for r in comparison.records if comparison is not None else []:
+    for r in source.records if source is not None else []:
         rows.append(
             [
                 r["method"],

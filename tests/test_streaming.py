@@ -4,10 +4,12 @@ always cover what ran; the gallery, compare slider, history and records-JSON rep
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from demos import grid
 from methods.core.examples import example_inputs
@@ -80,27 +82,40 @@ def test_gallery_hides_extras_until_asked(backbone, inputs) -> None:
 def test_slider_pairs_the_source_with_any_cell(backbone, inputs) -> None:
     cell = (inputs.image, "source")
     comparison = run_comparison(backbone, "text", ["sdedit", "ledits_pp"], inputs, 0, condition_cell=cell)
-    names = grid.slider_names(comparison)
+    shown = grid.Shown.of(comparison)  # what the session keeps: paths, no pictures
+    names = grid.slider_names(shown)
     assert names[0] == grid.SOURCE and any(n.startswith("SDEdit") for n in names)
     sdedit = next(n for n in names if n.startswith("SDEdit"))
-    left, right = grid.slider_pair(comparison, grid.SOURCE, sdedit)
-    assert_same_image(right, comparison.result("sdedit"))
-    assert left.size == right.size
-    assert grid.selected_name(comparison, 1, extras=False) == sdedit  # the first method's cell, after the condition
-    assert grid.selected_name(comparison, 0, extras=False) is None  # the condition cell is the source already
-    assert grid.slider_pair(comparison, grid.SOURCE, "no such cell") is None
+    left, right = grid.slider_pair(shown, grid.SOURCE, sdedit)
+    assert_same_image(right, comparison.result("sdedit"))  # the saved PNG is the output, bit for bit
+    assert_same_image(left, inputs.image)
+    assert grid.selected_name(shown, 1, extras=False) == sdedit  # the first method's cell, after the condition
+    assert grid.selected_name(shown, 0, extras=False) is None  # the condition cell is the source already
+    assert grid.slider_pair(shown, grid.SOURCE, "no such cell") is None
+    items = grid.shown_items(shown, extras=True)
+    assert [caption for _, caption in items] == [c.caption for c in comparison.cells]
 
 
-def test_history_keeps_the_newest_runs(backbone, inputs) -> None:
-    comparison = run_comparison(backbone, "text", ["sdedit"], inputs, 0)
+def test_history_keeps_the_newest_runs_and_forgets_swept_folders(backbone, inputs, tmp_path: Path) -> None:
+    runs = [grid.Shown.of(run_comparison(backbone, "text", ["sdedit"], inputs, 0, out_dir=tmp_path / "a"))]
+    runs.append(grid.Shown.of(run_comparison(backbone, "text", ["sdedit"], inputs, 1, out_dir=tmp_path / "b")))
     past: list[grid.Run] = []
     for index in range(grid.HISTORY_SIZE + 3):
-        past = grid.remember(past, grid.Run([index], comparison, f"run {index}"))
+        past = grid.remember(past, grid.Run([index], runs[index % 2], f"run {index}"))
     assert len(past) == grid.HISTORY_SIZE
     items = grid.history_items(past)
     assert items[0][1] == f"run {grid.HISTORY_SIZE + 2}"  # newest first
     assert grid.history_run(past, 0).values == [grid.HISTORY_SIZE + 2]
     assert grid.history_run(past, 99) is None
+    shutil.rmtree(tmp_path / "a")  # the run folders age out (HUB_KEEP_SECONDS): their entries go too
+    assert all(run.shown is runs[1] for run in grid.remember(past, grid.Run([0], runs[1], "again")))
+    assert len(grid.history_items(past)) == len([r for r in past if r.shown is runs[1]])
+
+
+def test_kept_values_hold_paths_not_pictures(inputs, tmp_path: Path) -> None:
+    kept = grid.keep_values([inputs.image, "snow", 3], tmp_path / "inputs")
+    assert kept[1:] == ["snow", 3] and isinstance(kept[0], str)
+    assert_same_image(Image.open(kept[0]).convert("RGB"), inputs.image.convert("RGB"))
 
 
 def test_replay_round_trip(tmp_path: Path) -> None:

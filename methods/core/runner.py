@@ -49,6 +49,7 @@ class Cell:
     method: str = ""  # the method's registry name ("" for the condition cell)
     header: str = ""  # short: the label and seconds, drawn above the cell
     detail: str = ""  # the parameters, drawn under the header
+    path: Path | None = None  # the picture as saved in the run folder (``iter_comparison`` writes it)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Comparison:
     files: list[Path] = field(default_factory=list)
     done: bool = True  # False for the partial comparisons ``iter_comparison`` yields before the last method
     source: Image.Image | None = None  # the photo the methods were given (for the compare slider)
+    source_path: Path | None = None  # that photo as saved in the run folder
 
     @property
     def gallery(self) -> list[tuple[Image.Image, str]]:
@@ -223,9 +225,11 @@ def run_method(
 
 def run_footer(backbone: Backbone, seed: int, inputs: EditInputs) -> str:
     """The line under a downloaded grid: what every cell shared."""
+    location = backbone.profile.location
+    where = "" if Path(location).is_absolute() else f" ({location})"  # a hub id, never a server path
     return (
-        f"seed {seed} · {inputs.steps} steps · guidance {inputs.guidance:g} · backbone {backbone.profile.name} "
-        f"({backbone.profile.location}) on {backbone.device.type}"
+        f"seed {seed} · {inputs.steps} steps · guidance {inputs.guidance:g} · backbone {backbone.profile.name}"
+        f"{where} on {backbone.device.type}"
     )
 
 
@@ -266,7 +270,12 @@ def iter_comparison(
     )
     check = _stop_check(deadline, spent, stop)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix=f"hub-{condition.value}-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    pictures = out_dir / "cells"
+    pictures.mkdir(parents=True, exist_ok=True)
+    source_path = None
+    if inputs.image is not None:
+        source_path = pictures / "source.png"
+        inputs.image.save(source_path)
     cells: list[Cell] = []
     if condition_cell is not None:
         cells.append(Cell(condition_cell[0], condition_cell[1], "condition", "", "Condition"))
@@ -274,13 +283,19 @@ def iter_comparison(
     footer = run_footer(backbone, seed, inputs)
 
     def snapshot(done: bool) -> Comparison:
+        for index, cell in enumerate(cells):  # each cell's picture once, so a history can keep paths, not pictures
+            if cell.path is None:
+                cell.path = pictures / f"{index:02d}-{cell.kind}-{cell.method or 'condition'}.png"
+                cell.image.save(cell.path)
         grid = compose_grid([(c.image, c.header or c.caption, c.detail) for c in cells], footer=footer)
         grid_path, record_path = out_dir / "grid.png", out_dir / "records.json"
         grid.save(grid_path)
         summary = {"condition": condition.value, "inputs": inputs_summary(inputs), "records": records}
         record_path.write_text(json.dumps({**summary, **(extra or {})}, indent=2, default=str))
         files = [grid_path, record_path]
-        return Comparison(list(cells), list(records), grid, files, done=done, source=inputs.image)
+        return Comparison(
+            list(cells), list(records), grid, files, done=done, source=inputs.image, source_path=source_path
+        )
 
     for index, name in enumerate(methods):
         if stop is not None and stop.is_set():
