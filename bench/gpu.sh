@@ -35,4 +35,6 @@ LAYOUT_STEPS=30
 "$PYTHON" bench/bench_layout_drag.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 1
 # 4. the audio and class methods: seconds each (median of 3), and audio seconds versus the clip's length.
 "$PYTHON" bench/bench_audio_class.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 3
+# 5. the streamed grid: seconds to the text tab's first cell against its whole grid, and a 2x3 sweep.
+"$PYTHON" bench/bench_stream.py --backbone sd15 --device "$DEVICE" --steps "$LAYOUT_STEPS" --repeats 1 --sweep
 echo "total: $(( $(date +%s) - started )) s"

@@ -173,3 +173,18 @@ def test_sweep_endpoint_cells_equal_single_runs(client: Client) -> None:
         method, seed = ["sdedit", "ledits_pp"][index // 3], index % 3
         single = client.predict(**REQUESTS["text"], seed=seed, steps=2, methods=[method], api_name="/text")
         assert np.array_equal(_pixels(cell), _pixels(single[0][1])), (method, seed)
+
+
+@pytest.mark.parametrize(
+    ("axes", "words"),
+    [
+        ({"x_axis": "seed", "x_values": "0-100000"}, "at most"),
+        ({"x_axis": "no_such_axis", "x_values": "1"}, "axis"),
+        ({"x_axis": "seed", "x_values": "0, 1", "y_axis": "seed", "y_values": "2"}, "the same"),
+        ({"x_axis": "sdedit.strength", "x_values": "0.5, 7"}, "strength"),
+    ],
+)
+def test_sweep_refuses_bad_axes_with_a_sentence(client: Client, axes: dict, words: str) -> None:
+    request = {"y_axis": "", "y_values": "", **axes}
+    message = _error_of(client, **REQUESTS["text"], methods=["sdedit"], steps=2, api_name="/text_sweep", **request)
+    assert words in message.lower(), message

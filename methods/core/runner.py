@@ -278,7 +278,7 @@ def iter_comparison(
         inputs.image.save(source_path)
     cells: list[Cell] = []
     if condition_cell is not None:
-        cells.append(Cell(condition_cell[0], condition_cell[1], "condition", "", "Condition"))
+        cells.append(Cell(condition_cell[0], condition_cell[1], "condition", "", "Condition", condition_cell[1]))
     records: list[dict[str, Any]] = []
     footer = run_footer(backbone, seed, inputs)
 
