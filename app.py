@@ -20,6 +20,7 @@ from demos.guard import HubBlocks  # noqa: E402
 from demos.zerogpu import prepare_backbone_for_zerogpu  # noqa: E402
 from methods.core.backbone import Backbone, BackboneUnavailable  # noqa: E402
 from methods.core.loading import IncompleteCheckpoint  # noqa: E402
+from methods.core.prefetch import preload_names  # noqa: E402
 from methods.core.settings import Settings, quiet_libraries  # noqa: E402
 
 TITLE = "Diffusion image-editing hub"
@@ -75,6 +76,13 @@ def main(argv: list[str] | None = None) -> None:
         backbone = Backbone(settings)
     except (BackboneUnavailable, IncompleteCheckpoint) as error:
         raise SystemExit(str(error)) from None
+    try:
+        preload = preload_names(settings.preload_addons)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    for name in preload:  # loaded before launch: on ZeroGPU packed with the base and moved to every worker's GPU
+        logging.getLogger(__name__).info("preloading add-on %s", name)
+        backbone.addon(name)
     hub = Hub(backbone, settings)
     build_app(hub, settings).launch(
         server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options(settings)

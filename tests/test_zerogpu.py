@@ -7,14 +7,17 @@ import importlib.abc
 import importlib.machinery
 import inspect
 import logging
+import math
 import sys
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pytest
 from gradio.helpers import special_args
+from PIL import Image
 
 from demos.zerogpu import (
     MAX_SECONDS,
@@ -26,6 +29,8 @@ from demos.zerogpu import (
     requested_seconds,
 )
 from methods.core.settings import Settings
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 # A Run handler's values: [image, prompt, methods, seed, randomize_seed, steps, ...] (two tab widgets first), then
 # the visitor's request and Gradio's progress tracker, named as the tabs name them (gradio_client shows the names).
@@ -288,3 +293,40 @@ def test_spaces_imported_late_is_reported(monkeypatch: pytest.MonkeyPatch, caplo
         gpu_task(run_handler, lambda *a: 1.0)
     assert finder.imported == 1
     assert "prepare_backbone_for_zerogpu" in caplog.text
+
+
+def test_the_apps_runs_and_sweeps_ask_for_the_chosen_methods_seconds(zero: dict[str, Any], backbone: Any) -> None:
+    """The real app on ZeroGPU (stand-in): the text tab's Run handler is a GPU task whose duration is the chosen
+    methods' expected seconds (the cost book's estimate) with the margin, and it still streams its cells."""
+    from app import build_app
+    from demos.api_examples import REQUESTS
+    from demos.common import Hub
+    from tests.conftest import tiny_settings
+
+    hub = Hub(backbone, tiny_settings())
+    app = build_app(hub, hub.settings)
+    run = next(fn for fn in app.fns.values() if fn.api_name == "text")
+    assert inspect.isgeneratorfunction(run.fn) and run.fn.zerogpu is None  # the stand-in's wrapper
+    names = [p for p in inspect.signature(run.fn).parameters][:-2]  # without request and progress
+    values = dict.fromkeys(names)
+    values.update({**REQUESTS["text"], "methods": ["sdedit", "prompt_to_prompt"], "steps": 2})
+    values["image"] = Image.open(ASSETS / "house.png").convert("RGB")
+    expected = hub.costs.total(backbone, ["sdedit", "prompt_to_prompt"], 2)
+    streamed = list(run.fn(*values.values(), None, None))
+    assert zero["requested"][-1] == requested_seconds(expected) == max(MIN_SECONDS, math.ceil(expected * 1.5 + 10))
+    assert len(streamed) == 2  # one partial grid per method: the wrapper keeps the stream
+    sweep = next(fn for fn in app.fns.values() if fn.api_name == "text_sweep")
+    assert inspect.isgeneratorfunction(sweep.fn) and sweep.fn.zerogpu is None
+
+
+def test_preload_addons_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from methods.core.prefetch import addons_of_tabs, preload_names
+
+    monkeypatch.setenv("HUB_PRELOAD_ADDONS", "text, controlnet_seg")
+    settings = Settings.from_env([])
+    assert settings.preload_addons == ("text", "controlnet_seg")
+    names = preload_names(settings.preload_addons)
+    assert names == [*addons_of_tabs(["text"]), "controlnet_seg"] and "instruct_pix2pix_unet" in names
+    assert preload_names(["all"]) == addons_of_tabs(None)
+    with pytest.raises(ValueError, match="unknown 'nope'"):
+        preload_names(["nope"])

@@ -50,6 +50,27 @@ def addons_of_tabs(tabs: Iterable[str] | None) -> list[str]:
     return list(names)
 
 
+def preload_names(wanted: Iterable[str]) -> list[str]:
+    """The add-ons ``HUB_PRELOAD_ADDONS`` names: "all", tab names (their add-ons) or add-on names, in order.
+    An unknown name raises ValueError with the known ones."""
+    from methods.core.spec import Condition
+
+    tabs = {c.value for c in Condition}
+    names: dict[str, None] = {}
+    for name in wanted:
+        if name == "all":
+            names.update(dict.fromkeys(addons_of_tabs(None)))
+        elif name in tabs:
+            names.update(dict.fromkeys(addons_of_tabs([name])))
+        elif name in ADDONS:
+            names[name] = None
+        else:
+            raise ValueError(
+                f"HUB_PRELOAD_ADDONS: unknown {name!r}; use all, a tab ({', '.join(sorted(tabs))}) or an add-on"
+            )
+    return list(names)
+
+
 def plan(tabs: Iterable[str] | None = None) -> list[Wanted]:
     """What to download, by repository (the base first), for the chosen tabs."""
     by_repo: dict[str, Wanted] = {SD15_ID: Wanted(SD15_ID, BASE_FILES, "fp16", ("base",))}

@@ -41,6 +41,9 @@ class Settings:
     max_sessions: int = 256  # browser / API sessions whose state is kept (oldest evicted; each holds ~1 MB)
     max_request_seconds: float = 600.0  # how long one Run may hold the GPU slot; later methods are skipped
     results_root: Path = Path("outputs")  # the leaderboard reads results folders under this folder only
+    # add-ons loaded at startup, before the first request: "all", tab names or add-on names (ZeroGPU packs only what
+    # is loaded before launch; elsewhere it moves the first-use load out of a visitor's Run)
+    preload_addons: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, argv: list[str] | None = None) -> Settings:
@@ -66,6 +69,11 @@ class Settings:
         parser.add_argument("--max-sessions", type=int, default=int(env.get("HUB_MAX_SESSIONS", 256)))
         parser.add_argument("--max-request-seconds", type=float, default=float(env.get("HUB_MAX_REQUEST_SECONDS", 600)))
         parser.add_argument("--results-root", default=env.get("HUB_RESULTS_ROOT", "outputs"))
+        parser.add_argument(
+            "--preload-addons",
+            default=env.get("HUB_PRELOAD_ADDONS", ""),
+            help='add-ons loaded at startup, comma-separated: "all", tab names (text, mask, ...) or add-on names',
+        )
         args = parser.parse_args(argv)
         return cls(
             backbone=args.backbone,
@@ -85,6 +93,7 @@ class Settings:
             max_sessions=args.max_sessions,
             max_request_seconds=args.max_request_seconds,
             results_root=Path(args.results_root),
+            preload_addons=tuple(name.strip() for name in args.preload_addons.split(",") if name.strip()),
         )
 
 
