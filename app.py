@@ -61,7 +61,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     """What ``launch`` needs beyond host and port to stay bounded on a public Space (tests use it too)."""
     return {
         "show_error": False,  # only our sentences (gr.Error) reach the visitor; HubBlocks makes sure there is one
-        "allowed_paths": ["assets"],
+        "allowed_paths": ["assets", str(settings.output_dir)],  # the run folders: grids, cells, records
         "max_file_size": int(settings.max_file_mb * 2**20),
         "state_session_capacity": settings.max_sessions,
         "css": CSS,

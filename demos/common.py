@@ -9,6 +9,7 @@ parameters, the Run button and the grid. A new method shows up in its tab by bei
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +28,10 @@ from demos.run import (
     api_names,
     name_parameters,
     parse_request,
+    replay_values,
     split_call,
 )
-from demos.zerogpu import gpu_task, on_zerogpu
+from demos.zerogpu import MARGIN_SECONDS, gpu_task, on_zerogpu, requested_seconds
 from methods.core.backbone import Backbone
 from methods.core.costs import CostBook, default_selection
 from methods.core.images import fit_image, load_image
@@ -43,6 +45,8 @@ from methods.core.spec import Condition, EditInputs, InputError, Method, Param
 logger = logging.getLogger(__name__)
 
 __all__ = ["FLAGS", "GUIDANCE", "MAX_SEED", "SEED", "STEPS"]  # the shared settings live in demos.run
+SWEPT = "This run's pictures were deleted with its run folder (HUB_KEEP_RUNS / HUB_KEEP_SECONDS): run it again."
+SCORE_SECONDS = 30.0  # loading CLIP ViT-L/14, DINO and LPIPS and scoring, when "Score the cells" is on
 PREVIEW_SECONDS = 5.0  # what a model preview (a detector, a segmenter) is expected to take on a GPU
 RECORD_COLUMNS = ["method", "status", "seconds", "seed", "steps", "guidance", "params", "message"]
 
@@ -62,18 +66,6 @@ class Hub:
         self.runs = RunFolders(self.settings.output_dir, self.settings.keep_runs, self.settings.keep_seconds)
         self.costs = CostBook(self.settings.output_dir / "timings.json")
 
-    def run_seconds(self, names: list[str]) -> Callable[..., float]:
-        """The expected seconds of a handler call whose values are named ``names`` (for ZeroGPU's duration)."""
-        methods_at, steps_at = names.index("methods"), names.index("steps")
-
-        def estimate(*values: Any, **_: Any) -> float:
-            chosen = values[methods_at] if len(values) > methods_at else None
-            steps = values[steps_at] if len(values) > steps_at else None
-            chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list | tuple) else []
-            return self.costs.total(self.backbone, chosen, int(steps) if isinstance(steps, int | float) else 30)
-
-        return estimate
-
     def source_image(self, value: Any, what: str = "the source image", required: bool = True) -> Any:
         """Upload -> RGB at the backbone's working size (longest side), sides multiple of its stride."""
         if value is None:
@@ -85,6 +77,70 @@ class Hub:
     def working_size(self, image: Any = None) -> tuple[int, int]:
         """The size the methods work at: the source photo's, else a square of the backbone's working size."""
         return image.size if image is not None else (self.backbone.size, self.backbone.size)
+
+    def run_seconds(self, names: list[str], condition: Condition, sweep: bool = False) -> Callable[..., float]:
+        """The expected seconds of a Run (or sweep) handler call whose values are named ``names``: the chosen
+        methods' estimates with the visitor's parameters, every distinct run of a sweep, the metric models when
+        scoring is on. ZeroGPU asks for this much GPU time; the runner's budget follows it there."""
+        where = {name: index for index, name in enumerate(names)}
+
+        def value(values: tuple[Any, ...], name: str) -> Any:
+            index = where.get(name)
+            return values[index] if index is not None and index < len(values) else None
+
+        def estimate(*values: Any, **_: Any) -> float:
+            chosen = value(values, "methods")
+            chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list | tuple) else []
+            steps = value(values, "steps")
+            steps = int(steps) if isinstance(steps, int | float) and 1 <= steps <= STEPS.maximum else STEPS.default
+            params: dict[str, dict[str, Any]] = {}
+            for name in names:
+                if "__" in name:
+                    method, param = name.split("__", 1)
+                    params.setdefault(method, {})[param] = value(values, name)
+            scoring = SCORE_SECONDS if value(values, "show_metrics") else 0.0
+            if not sweep:
+                return self.costs.total(self.backbone, chosen, steps, params) + scoring
+            return self.sweep_seconds(condition, values, where, chosen, steps, params) + scoring
+
+        return estimate
+
+    def sweep_seconds(
+        self,
+        condition: Condition,
+        values: tuple[Any, ...],
+        where: dict[str, int],
+        chosen: list[str],
+        steps: int,
+        params: dict[str, dict[str, Any]],
+    ) -> float:
+        """Every distinct run of the sweep the values describe (0 when the axes are refused: the handler says why)."""
+        from methods.core.sweep import parse_axis, plan
+
+        def text(name: str) -> str:
+            index = where[name]
+            return str(values[index] or "") if index < len(values) else ""
+
+        try:
+            x = parse_axis(text("x_axis"), text("x_values"), condition, chosen)
+            y = parse_axis(text("y_axis"), text("y_values"), condition, chosen) if text("y_axis") else None
+            cells = plan(x, y, chosen, 0)
+        except InputError:
+            return 0.0
+        runs = [cell.run for cell in cells if cell.same_as is None]
+        return sum(
+            self.costs.estimate(
+                self.backbone, run.method, run.steps or steps, {**params.get(run.method, {}), **dict(run.params)}
+            )[0]
+            for run in runs
+        )
+
+    def time_budget(self, expected: float) -> float:
+        """The runner's budget: the settings' one, and on ZeroGPU no more than the GPU time the call asked for
+        (less the time a fresh worker spends moving the weights), so the runner stops before ZeroGPU would."""
+        if not on_zerogpu():
+            return self.settings.max_request_seconds
+        return min(self.settings.max_request_seconds, requested_seconds(expected) - MARGIN_SECONDS)
 
 
 # A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
@@ -326,7 +382,7 @@ def build_tab(
         )
         stop_button = gr.Button("Stop", variant="stop", elem_id=f"{condition.value}-stop", scale=1)
     extras = gr.Checkbox(
-        value=False,
+        value=True,
         label="Show each method's intermediate images (masks, maps, attention) after its result",
         elem_id=f"{condition.value}-extras",
     )
@@ -394,9 +450,10 @@ def build_tab(
 
     def process(*values: Any) -> Iterator[tuple[Any, ...]]:
         values, request, report = split_call(values, len(names))
-        req = parse_request(hub, tab, widgets, param_keys, default_steps, values)
-        stop = hub.stops.arm(request)
+        stop = hub.stops.arm(request, condition.value)  # before the checks: a preview model may run in them
         try:
+            req = parse_request(hub, tab, widgets, param_keys, default_steps, values)
+            seen = 0
             for comparison in iter_comparison(
                 hub.backbone,
                 condition,
@@ -407,12 +464,13 @@ def build_tab(
                 condition_cell=req.cell,
                 progress=lambda f, text: report(f, desc=text),
                 out_dir=hub.runs.new(condition.value),
-                time_budget=hub.settings.max_request_seconds,
+                time_budget=hub.time_budget(run_seconds(*values)),
                 stop=stop,
                 extra=grid.replay_block(condition.value, names, req.values),
             ):
-                for record in comparison.records[-1:]:
+                for record in comparison.records[seen:]:
                     hub.costs.observe(hub.backbone, record)
+                seen = len(comparison.records)
                 scores = gr.skip()
                 if comparison.done:
                     scores = _metrics_rows(hub, comparison, req.inputs) if req.score else None
@@ -422,16 +480,17 @@ def build_tab(
                     [str(path) for path in comparison.files],
                     req.seed,
                     scores,
-                    grid.Shown.of(comparison),
+                    grid.Shown.of(comparison, req.extras),
                     req.values,
                 )
         finally:
-            hub.stops.release(request, stop)
+            hub.stops.release(request, condition.value, stop)
 
     name_parameters(process, names)
+    run_seconds = hub.run_seconds(names, condition)
     pending = gr.State(None)  # the values of the run on screen, for the history
     run_event = run_button.click(
-        gpu_task(process, hub.run_seconds(names)),
+        gpu_task(process, run_seconds),
         inputs=run_inputs,
         outputs=[gallery, table, files, seed, metrics, last, pending],
         api_name=condition.value,
@@ -467,7 +526,7 @@ def build_tab(
     )
 
     def stop_run(request: gr.Request) -> None:
-        hub.stops.stop(request)
+        hub.stops.stop(request, condition.value)
 
     # The runner stops at the method's next step and keeps what finished. On ZeroGPU the Run executes in a worker
     # process this switch cannot reach, so there Stop also cancels the event (the worker ends at its next yield).
@@ -475,7 +534,15 @@ def build_tab(
     # The estimate follows the choice of methods and steps.
     for trigger in (method_box.change, steps.change):
         on_draw(trigger, lambda chosen, n: run_label(hub, chosen, n), [method_box, steps], run_button)
-    on_draw(extras.change, lambda shown, on: grid.shown_items(shown, on), [last, extras], gallery)
+
+    def toggle_extras(shown: Any, on: bool) -> tuple[Any, Any]:
+        if shown is None:
+            return gr.skip(), gr.skip()
+        if not shown.exists():
+            gr.Warning(SWEPT)
+        return grid.shown_items(shown, on), dataclasses.replace(shown, extras=bool(on))
+
+    on_draw(extras.change, toggle_extras, [last, extras], [gallery, last])
 
     # The compare slider: any two pictures of the grid on screen; clicking a cell puts it on the right.
     def show_pair(comparison: Any, a: Any, b: Any) -> Any:
@@ -484,29 +551,50 @@ def build_tab(
     for trigger in (left.change, right.change):
         on_draw(trigger, show_pair, [last, left, right], slider)
 
-    def pick(comparison: Any, on: Any, event: gr.SelectData) -> Any:
-        name = grid.selected_name(comparison, event.index, bool(on))
+    def pick(shown: Any, event: gr.SelectData) -> Any:
+        name = grid.selected_name(shown, event.index, shown.extras if shown is not None else True)
         return gr.skip() if name is None else name
 
-    gallery.select(pick, [last, extras], right, api_visibility="private", queue=False)
+    gallery.select(pick, last, right, api_visibility="private", queue=False)
 
-    # History: a click restores the run's inputs (as its widgets held them) and its grid.
-    def restore(past: list[Any], on: Any, event: gr.SelectData) -> tuple[Any, ...]:
+    # History: a click restores the run's inputs (as its widgets held them), its grid and the compare slider.
+    def restore(past: list[Any], event: gr.SelectData) -> tuple[Any, ...]:
         run = grid.history_run(past, event.index)
-        if run is None:
-            return (gr.skip(),) * (len(run_inputs) + 4)
-        items = grid.shown_items(run.shown, FLAGS["show_extras"].coerce(run.values[-1]))
-        files_out = [str(p) for p in run.shown.files if p.exists()]
-        return (*run.values, items, grid.records_rows(run.shown), files_out, run.shown)
+        if run is None or not run.shown.exists():
+            if run is not None:
+                gr.Warning(SWEPT)
+            return (gr.skip(),) * (len(run_inputs) + 7)
+        items = grid.shown_items(run.shown, run.shown.extras)
+        choices = grid.slider_names(run.shown)
+        right_value = choices[1] if len(choices) > 1 else None
+        return (
+            *run.values,
+            items,
+            grid.records_rows(run.shown),
+            [str(p) for p in run.shown.files if p.exists()],
+            run.shown,
+            gr.Dropdown(choices=choices, value=grid.SOURCE if grid.SOURCE in choices else None),
+            gr.Dropdown(choices=choices, value=right_value),
+            grid.slider_pair(run.shown, grid.SOURCE, right_value),
+        )
 
     history_strip.select(
-        restore, [history, extras], [*run_inputs, gallery, table, files, last], api_visibility="private", queue=False
+        restore,
+        history,
+        [*run_inputs, gallery, table, files, last, left, right, slider],
+        api_visibility="private",
+        queue=False,
     )
+
+    components = dict(zip(names, run_inputs, strict=True))
 
     def restore_json(path: Any) -> tuple[Any, ...]:
         restored, media = grid.read_replay(path, condition.value, names)
+        restored, refused = replay_values(restored, components, condition.value)
         updates = [restored[name] if name in restored else gr.skip() for name in names]
         note = f"Restored {len(restored)} settings from the records JSON."
+        if refused:
+            note += f" Not restored (not valid here): {', '.join(refused[:12])}."
         if media:
             note += f" Pictures and sounds are not in the JSON: load the same {', '.join(media)} before running."
         return (*updates, note)
@@ -540,10 +628,15 @@ def wire_sweep(
     def process_sweep(*values: Any) -> Iterator[Any]:
         values, request, report = split_call(values, len(sweep_names))
         x_key, x_text, y_key, y_text = values[len(names) :]
-        req = parse_request(hub, tab, widgets, param_keys, default_steps, values[: len(names)])
-        x = parse_axis(str(x_key or ""), str(x_text or ""), condition, req.chosen)
-        y = parse_axis(str(y_key), str(y_text or ""), condition, req.chosen) if y_key else None
-        stop = hub.stops.arm(request)
+        axis_methods = [m.name for m in list_methods(condition)]  # a Method axis may name an unticked method
+        stop = hub.stops.arm(request, condition.value)
+        try:
+            req = parse_request(hub, tab, widgets, param_keys, default_steps, values[: len(names)], axis_methods)
+            x = parse_axis(str(x_key or ""), str(x_text or ""), condition, req.chosen)
+            y = parse_axis(str(y_key), str(y_text or ""), condition, req.chosen) if y_key else None
+        except BaseException:
+            hub.stops.release(request, condition.value, stop)
+            raise
         block = grid.replay_block(condition.value, names, req.values)
         block["replay"]["sweep"] = {"x_axis": x_key, "x_values": x_text, "y_axis": y_key, "y_values": y_text}
         seen = 0
@@ -559,8 +652,8 @@ def wire_sweep(
                 req.params,
                 progress=lambda f, text: report(f, desc=text),
                 stop=stop,
-                out_dir=hub.runs.new(f"{condition.value}-sweep"),
-                time_budget=hub.settings.max_request_seconds,
+                out_dir=hub.runs.new(f"{condition.value}sweep"),
+                time_budget=hub.time_budget(sweep_seconds(*values)),
                 extra=block,
             ):
                 for record in result.records[seen:]:
@@ -569,11 +662,12 @@ def wire_sweep(
                 seen = len(result.records)
                 yield sweep_html(result), [str(p) for p in result.files], result.gallery
         finally:
-            hub.stops.release(request, stop)
+            hub.stops.release(request, condition.value, stop)
 
     name_parameters(process_sweep, sweep_names)
+    sweep_seconds = hub.run_seconds(sweep_names, condition, sweep=True)
     return sweep["run"].click(
-        gpu_task(process_sweep, hub.run_seconds(sweep_names)),
+        gpu_task(process_sweep, sweep_seconds),
         inputs=[*run_inputs, sweep["x"], sweep["x_values"], sweep["y"], sweep["y_values"]],
         outputs=[sweep["html"], sweep["files"], sweep["cells"]],
         api_name=f"{condition.value}_sweep",

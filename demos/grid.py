@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
+from methods.core.limits import shown
 from methods.core.runner import Comparison
 from methods.core.spec import InputError
 
 SOURCE = "Source photo"
 HISTORY_SIZE = 12
 REPLAY_VERSION = 1
+MAX_REPLAY_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,22 @@ class Shown:
     files: list[Path]
     source: Path | None
     grid: Path
+    extras: bool = True  # whether the gallery shows the extras (a click's index counts what it shows)
 
     @classmethod
-    def of(cls, comparison: Comparison) -> Shown:
+    def of(cls, comparison: Comparison, extras: bool = True) -> Shown:
         pictures = [
             Picture(cell.path, cell.caption, cell.kind, cell.header or cell.caption)
             for cell in comparison.cells
             if cell.path is not None
         ]
         return cls(
-            pictures, list(comparison.records), list(comparison.files), comparison.source_path, comparison.files[0]
+            pictures,
+            list(comparison.records),
+            list(comparison.files),
+            comparison.source_path,
+            comparison.files[0],
+            extras,
         )
 
     def exists(self) -> bool:
@@ -62,18 +71,23 @@ class Shown:
         return self.grid.exists() and all(picture.path.exists() for picture in self.pictures)
 
 
-def gallery_items(comparison: Comparison | None, extras: bool = False) -> list[tuple[Image.Image, str]]:
-    """The grid as the gallery shows it: the condition, each method's cell, and its extras when asked for."""
+def _results_first(cells: list[Any], extras: bool) -> list[Any]:
+    """The condition and every method's cell in run order, then (when asked for) the extras, grouped by method."""
+    return [c for c in cells if c.kind != "extra"] + ([c for c in cells if c.kind == "extra"] if extras else [])
+
+
+def gallery_items(comparison: Comparison | None, extras: bool = True) -> list[tuple[str, str]]:
+    """The grid as the gallery shows it (the saved PNGs: the outputs bit for bit, encoded once)."""
     if comparison is None:
         return []
-    return [(cell.image, cell.caption) for cell in comparison.cells if extras or cell.kind != "extra"]
+    return [(str(cell.path), cell.caption) for cell in _results_first(comparison.cells, extras)]
 
 
-def shown_items(shown: Shown | None, extras: bool = False) -> list[tuple[str, str]]:
-    """``gallery_items`` of a kept comparison (paths)."""
+def shown_items(shown: Shown | None, extras: bool = True) -> list[tuple[str, str]]:
+    """``gallery_items`` of a kept comparison (empty once its run folder was swept)."""
     if shown is None or not shown.exists():
         return []
-    return [(str(p.path), p.caption) for p in shown.pictures if extras or p.kind != "extra"]
+    return [(str(p.path), p.caption) for p in _results_first(shown.pictures, extras)]
 
 
 def extras_count(comparison: Comparison | None) -> int:
@@ -114,7 +128,7 @@ def selected_name(shown: Shown | None, index: int | None, extras: bool) -> str |
     """The slider name of the gallery item clicked (``index`` counts the items the gallery shows)."""
     if shown is None or index is None:
         return None
-    visible = [p for p in shown.pictures if extras or p.kind != "extra"]
+    visible = _results_first(shown.pictures, extras)
     if not 0 <= index < len(visible) or visible[index].kind not in {"result", "extra"}:
         return None
     return visible[index].name
@@ -131,16 +145,25 @@ class Run:
 
 
 def keep_values(values: list[Any], folder: Path) -> list[Any]:
-    """The values with each picture saved into ``folder`` and replaced by its path (a widget restores either)."""
-    kept = []
-    for index, value in enumerate(values):
+    """The values with every picture in them (an upload, an editor's background, layers and composite) saved into
+    ``folder`` and replaced by its path: a widget restores either, and the session keeps no pictures."""
+    saved = iter(range(10_000))
+
+    def keep(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.ndim in (2, 3) and value.dtype == np.uint8:
+            value = Image.fromarray(value)
         if isinstance(value, Image.Image):
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"input-{index:02d}.png"
+            path = folder / f"input-{next(saved):02d}.png"
             value.save(path)
-            value = str(path)
-        kept.append(value)
-    return kept
+            return str(path)
+        if isinstance(value, dict):
+            return {key: keep(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [keep(item) for item in value]
+        return value
+
+    return [keep(value) for value in values]
 
 
 def remember(history: list[Run] | None, run: Run) -> list[Run]:
@@ -150,12 +173,12 @@ def remember(history: list[Run] | None, run: Run) -> list[Run]:
 
 
 def history_items(history: list[Run] | None) -> list[tuple[str, str]]:
-    return [(str(run.shown.grid), run.title) for run in reversed(history or []) if run.shown.exists()]
+    return [(str(run.shown.grid), run.title) for run in reversed(history or [])]
 
 
 def history_run(history: list[Run] | None, index: int | None) -> Run | None:
-    """The run behind the clicked thumbnail (the strip shows the newest first)."""
-    runs = [run for run in reversed(history or []) if run.shown.exists()]
+    """The run behind the clicked thumbnail (the strip shows the newest first, as ``remember`` left them)."""
+    runs = list(reversed(history or []))
     return runs[index] if index is not None and 0 <= index < len(runs) else None
 
 
@@ -203,13 +226,16 @@ def read_replay(path: str | Path | None, tab: str, names: list[str]) -> tuple[di
     if not path:
         raise InputError("Upload a records JSON downloaded from a run (the “Grid PNG and records JSON” files).")
     try:
+        if Path(path).stat().st_size > MAX_REPLAY_BYTES:
+            raise InputError("That file is too large for a records JSON (1 MB at most).")
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InputError("That file is not a records JSON: upload the records.json a run wrote.") from None
     block = data.get("replay") if isinstance(data, dict) else None
     if not isinstance(block, dict) or not isinstance(block.get("values"), dict):
         raise InputError("That records JSON has no replay block: it was written by an older version or by a script.")
     if block.get("tab") != tab:
-        raise InputError(f"That run belongs to the {block.get('tab')} tab: upload it there.")
+        raise InputError(f"That run belongs to the {shown(block.get('tab'))} tab: upload it there.")
     values = {name: value for name, value in block["values"].items() if name in names and _jsonable(value)}
-    return values, [str(name) for name in block.get("not_stored", [])]
+    media = block.get("not_stored", [])
+    return values, [name for name in media if name in names] if isinstance(media, list) else []

@@ -80,8 +80,10 @@ def parse_request(
     param_keys: list[tuple[str, str]],
     default_steps: int,
     values: tuple[Any, ...],
+    also: list[str] | None = None,
 ) -> Request:
-    """Check every value before any work starts (an ``InputError`` names the field) and build the inputs."""
+    """Check every value before any work starts (an ``InputError`` names the field) and build the inputs. The
+    parameters of the ticked methods are read, and of ``also`` (a sweep's Method axis may name others)."""
     from demos.common import read_inputs
 
     values = list(values)
@@ -103,7 +105,7 @@ def parse_request(
     steps = STEPS.coerce(steps if steps is not None else default_steps)
     params: dict[str, dict[str, Any]] = {}
     for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
-        if method_name in chosen:
+        if method_name in chosen or method_name in (also or ()):
             params.setdefault(method_name, {})[param_name] = value
     params = {name: get_method(name).resolve_params(given) for name, given in params.items()}
     inputs = read_inputs(hub, tab, named, EditInputs(steps=steps, guidance=GUIDANCE.coerce(guidance)))
@@ -121,33 +123,78 @@ def parse_request(
     )
 
 
+RESTORABLE = (gr.Textbox, gr.Number, gr.Slider, gr.Checkbox, gr.Dropdown, gr.Radio, gr.CheckboxGroup)
+
+
+def replay_values(
+    restored: dict[str, Any], components: dict[str, gr.components.Component], condition: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The values of a records JSON that may go back into their widgets: only plain widgets (text, numbers,
+    choices; never a picture or sound, whose value could name a server file), each checked as a Run checks it.
+    Returns them and the names refused."""
+    from methods.core.registry import list_methods
+
+    known = {m.name for m in list_methods(condition)}
+    kept, refused = {}, []
+    for name, value in restored.items():
+        component = components.get(name)
+        try:
+            if not isinstance(component, RESTORABLE):
+                raise InputError("not a plain setting")
+            if name == "methods":
+                value = [m for m in value if m in known] if isinstance(value, list) else None
+                if not value:
+                    raise InputError("no method of this tab")
+            elif name in {"seed", "steps", "guidance_scale"}:
+                value = {"seed": SEED, "steps": STEPS, "guidance_scale": GUIDANCE}[name].coerce(value)
+            elif name in FLAGS:
+                value = FLAGS[name].coerce(value)
+            elif "__" in name:
+                method, param = name.split("__", 1)
+                spec = next(p for p in get_method(method).params if p.name == param)
+                value = spec.coerce(value, get_method(method).label)
+            elif isinstance(component, gr.Textbox):
+                value = text_field(value, f"“{component.label}”")
+            elif isinstance(component, gr.Dropdown | gr.Radio | gr.CheckboxGroup):
+                allowed = [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices or []]
+                if value not in allowed:
+                    raise InputError("not one of the choices")
+            elif not isinstance(value, str | int | float | bool):
+                raise InputError("not a plain value")
+            kept[name] = value
+        except (InputError, StopIteration, KeyError, TypeError, ValueError):
+            refused.append(name)
+    return kept, refused
+
+
 class StopSwitch:
-    """One Stop event per visitor session: a Run arms it, the Stop button sets it, the runner checks it."""
+    """One Stop event per visitor session and tab: a Run arms it, the tab's Stop button sets it, the runner checks
+    it. (A Stop pressed while the Run still waits in the queue finds nothing armed and does nothing.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
 
     @staticmethod
-    def session(request: gr.Request | None) -> str:
-        return getattr(request, "session_hash", None) or "anonymous"
+    def key(request: gr.Request | None, tab: str) -> str:
+        return f"{getattr(request, 'session_hash', None) or 'anonymous'}/{tab}"
 
-    def arm(self, request: gr.Request | None) -> threading.Event:
+    def arm(self, request: gr.Request | None, tab: str) -> threading.Event:
         event = threading.Event()
         with self._lock:
-            self._events[self.session(request)] = event
+            self._events[self.key(request, tab)] = event
         return event
 
-    def stop(self, request: gr.Request | None) -> bool:
-        """Set the session's Stop; False when it has nothing running."""
+    def stop(self, request: gr.Request | None, tab: str) -> bool:
+        """Set the tab's Stop for this session; False when nothing of it is running."""
         with self._lock:
-            event = self._events.get(self.session(request))
+            event = self._events.get(self.key(request, tab))
         if event is None:
             return False
         event.set()
         return True
 
-    def release(self, request: gr.Request | None, event: threading.Event) -> None:
+    def release(self, request: gr.Request | None, tab: str, event: threading.Event) -> None:
         with self._lock:
-            if self._events.get(self.session(request)) is event:
-                del self._events[self.session(request)]
+            if self._events.get(self.key(request, tab)) is event:
+                del self._events[self.key(request, tab)]

@@ -137,12 +137,40 @@ def gpu_task(fn: Callable[..., Any], duration: Callable[..., float]) -> Callable
         logger.info("ZeroGPU: %s asks for %d s of GPU time (expected %.1f s)", fn.__name__, seconds, expected)
         return seconds
 
-    wrapped = spaces.GPU(duration=request)(fn)
+    wrapped = spaces.GPU(duration=request)(with_sentences(fn))
     if wrapped is not fn:
         functools.update_wrapper(wrapped, fn)  # spaces uses functools.wraps already; this keeps it so
     if inspect.isgeneratorfunction(fn) and not inspect.isgeneratorfunction(wrapped):
         raise TypeError(f"spaces.GPU made the generator {fn.__name__} a plain function: Gradio would not stream it")
     return wrapped
+
+
+def with_sentences(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` raising ``gr.Error`` for an ``InputError``: a ZeroGPU worker passes only ``gr.Error`` on to the visitor
+    (anything else becomes "ZeroGPU worker error"), so the handler's sentence must be one before it leaves."""
+    import gradio as gr
+
+    from methods.core.spec import InputError
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except InputError as error:
+                raise gr.Error(str(error), print_exception=False) from None
+
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    return call
 
 
 def prepare_backbone_for_zerogpu(settings: Settings) -> Settings:

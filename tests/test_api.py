@@ -145,7 +145,8 @@ def test_endpoint_streams_partial_grids_and_ends_with_the_whole(client: Client) 
     final = job.result(timeout=300)
     partials = job.outputs()
     assert len(partials) >= 2, "the endpoint did not stream"
-    assert [len(p[1]["data"]) for p in partials][:2] == [1, 2]  # one more record per yield
+    assert [len(p[1]["data"] or []) for p in partials][:3] == [0, 1, 2]  # the source at once, then one per method
+    assert len(partials[0][0]) == 1  # the condition cell
     gallery, records, _, seed, _ = final
     assert seed == 2 and [row[0] for row in records["data"]] == methods
     whole = client.predict(**REQUESTS["text"], seed=2, steps=2, methods=methods, api_name="/text")

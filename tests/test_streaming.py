@@ -27,8 +27,10 @@ def inputs(backbone):
 
 def test_each_method_is_yielded_as_it_finishes(backbone, inputs, tmp_path: Path) -> None:
     snapshots = list(iter_comparison(backbone, "text", METHODS, inputs, 3, out_dir=tmp_path))
-    assert [len(s.records) for s in snapshots] == [1, 2, 3]  # the last method's grid is the final one
-    assert [s.done for s in snapshots] == [False, False, True]
+    # the condition cell at once, then one more method each time (the last method's grid is the final one)
+    assert [len(s.records) for s in snapshots] == [0, 1, 2, 3]
+    assert [s.done for s in snapshots] == [False, False, False, True]
+    assert [c.kind for c in snapshots[0].cells] == []  # no condition cell given here
     whole = run_comparison(backbone, "text", METHODS, inputs, 3, out_dir=tmp_path / "whole")
     assert [r["status"] for r in whole.records] == ["ok"] * 3
     for name in METHODS:  # the streamed run's last grid is the one-shot run's, bit for bit
@@ -39,6 +41,7 @@ def test_each_method_is_yielded_as_it_finishes(backbone, inputs, tmp_path: Path)
 
 def test_partial_files_cover_what_ran(backbone, inputs, tmp_path: Path) -> None:
     stream = iter_comparison(backbone, "text", METHODS, inputs, 0, out_dir=tmp_path)
+    assert next(stream).records == []
     first = next(stream)
     saved = json.loads(first.files[1].read_text())
     assert [r["method"] for r in saved["records"]] == ["sdedit"] and first.files[0].exists()
@@ -50,7 +53,8 @@ def test_stop_between_methods_keeps_the_finished_cells(backbone, inputs, tmp_pat
     kept = []
     for snapshot in iter_comparison(backbone, "text", METHODS, inputs, 0, out_dir=tmp_path, stop=stop):
         kept.append(snapshot)
-        stop.set()  # the visitor presses Stop while the second method would start
+        if snapshot.records:
+            stop.set()  # the visitor presses Stop while the second method would start
     assert kept[-1].done and [r["method"] for r in kept[-1].records] == ["sdedit"]
     assert kept[-1].records[0]["status"] == "ok"
     assert json.loads((tmp_path / "records.json").read_text())["records"][0]["method"] == "sdedit"
@@ -76,7 +80,13 @@ def test_gallery_hides_extras_until_asked(backbone, inputs) -> None:
     assert len(grid.gallery_items(comparison, extras=False)) == 2
     assert len(grid.gallery_items(comparison, extras=True)) == 2 + extras
     picture, caption = grid.gallery_items(comparison)[1]
-    assert picture is comparison.result("ledits_pp") and caption.startswith("LEDITS++")  # the output, untouched
+    assert_same_image(Image.open(picture), comparison.result("ledits_pp"))  # the output's PNG, bit for bit
+    assert caption.startswith("LEDITS++")
+    kinds = [c.kind for c in comparison.cells]
+    shown = [
+        next(c.kind for c in comparison.cells if str(c.path) == path) for path, _ in grid.gallery_items(comparison)
+    ]
+    assert shown == sorted(kinds, key=lambda kind: kind == "extra")  # the results first, then the extras
 
 
 def test_slider_pairs_the_source_with_any_cell(backbone, inputs) -> None:
@@ -108,8 +118,10 @@ def test_history_keeps_the_newest_runs_and_forgets_swept_folders(backbone, input
     assert grid.history_run(past, 0).values == [grid.HISTORY_SIZE + 2]
     assert grid.history_run(past, 99) is None
     shutil.rmtree(tmp_path / "a")  # the run folders age out (HUB_KEEP_SECONDS): their entries go too
-    assert all(run.shown is runs[1] for run in grid.remember(past, grid.Run([0], runs[1], "again")))
-    assert len(grid.history_items(past)) == len([r for r in past if r.shown is runs[1]])
+    past = grid.remember(past, grid.Run([0], runs[1], "again"))
+    assert all(run.shown is runs[1] for run in past)
+    assert len(grid.history_items(past)) == len(past) == 7  # the strip's index i is entry i, newest first
+    assert grid.history_run(past, 0).title == "again"
 
 
 def test_kept_values_hold_paths_not_pictures(inputs, tmp_path: Path) -> None:
@@ -134,7 +146,7 @@ def test_replay_round_trip(tmp_path: Path) -> None:
     [
         ("not json", "text", "not a records JSON"),
         (json.dumps({"records": []}), "text", "no replay block"),
-        (json.dumps({"replay": {"tab": "mask", "values": {}}}), "text", "mask tab"),
+        (json.dumps({"replay": {"tab": "mask", "values": {}}}), "text", "belongs to the .mask. tab"),
     ],
 )
 def test_replay_refuses_other_files_with_a_sentence(tmp_path: Path, content: str, tab: str, words: str) -> None:
@@ -144,3 +156,48 @@ def test_replay_refuses_other_files_with_a_sentence(tmp_path: Path, content: str
         grid.read_replay(path, tab, ["prompt"])
     with pytest.raises(InputError, match="Upload a records JSON"):
         grid.read_replay(None, tab, ["prompt"])
+
+
+def test_replay_restores_only_plain_checked_settings() -> None:
+    import gradio as gr
+
+    from demos.run import replay_values
+
+    with gr.Blocks():
+        components = {
+            "image": gr.Image(),
+            "prompt": gr.Textbox(),
+            "methods": gr.CheckboxGroup(choices=["sdedit", "ledits_pp"]),
+            "seed": gr.Number(),
+            "steps": gr.Slider(1, 100),
+            "sdedit__strength": gr.Slider(0, 1),
+            "line_detector": gr.Dropdown(choices=["canny", "hed"]),
+        }
+    restored = {
+        "image": "/etc/passwd",  # a path in a JSON must never reach a picture widget
+        "prompt": "snow",
+        "methods": ["sdedit", "no_such_method"],
+        "seed": "abc",
+        "steps": 12,
+        "sdedit__strength": 7,
+        "line_detector": "not a detector",
+        "gone": 1,
+    }
+    kept, refused = replay_values(restored, components, "text")
+    assert kept == {"prompt": "snow", "methods": ["sdedit"], "steps": 12}
+    assert sorted(refused) == ["gone", "image", "line_detector", "sdedit__strength", "seed"]
+
+
+def test_sweep_run_folders_are_pruned_like_runs(tmp_path: Path) -> None:
+    from methods.core.outputs import RunFolders
+
+    folders = RunFolders(tmp_path, keep=2, max_age=3600)
+    made = [folders.new("textsweep") for _ in range(4)]
+    assert [p.exists() for p in made] == [False, False, True, True]
+
+
+def test_a_huge_replay_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text(" " * (grid.MAX_REPLAY_BYTES + 1))
+    with pytest.raises(InputError, match="too large"):
+        grid.read_replay(path, "text", ["prompt"])

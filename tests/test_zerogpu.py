@@ -314,7 +314,7 @@ def test_the_apps_runs_and_sweeps_ask_for_the_chosen_methods_seconds(zero: dict[
     expected = hub.costs.total(backbone, ["sdedit", "prompt_to_prompt"], 2)
     streamed = list(run.fn(*values.values(), None, None))
     assert zero["requested"][-1] == requested_seconds(expected) == max(MIN_SECONDS, math.ceil(expected * 1.5 + 10))
-    assert len(streamed) == 2  # one partial grid per method: the wrapper keeps the stream
+    assert len(streamed) == 3  # the condition cell, then one grid per method: the wrapper keeps the stream
     sweep = next(fn for fn in app.fns.values() if fn.api_name == "text_sweep")
     assert inspect.isgeneratorfunction(sweep.fn) and sweep.fn.zerogpu is None
 
@@ -330,3 +330,17 @@ def test_preload_addons_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert preload_names(["all"]) == addons_of_tabs(None)
     with pytest.raises(ValueError, match="unknown 'nope'"):
         preload_names(["nope"])
+
+
+def test_a_workers_input_error_reaches_the_visitor_as_a_sentence(zero: dict[str, Any]) -> None:
+    from methods.core.spec import InputError
+
+    def handler(*values: Any) -> Iterator[Any]:
+        yield 1
+        raise InputError("Please upload the source image.")
+
+    task = gpu_task(handler, lambda *args, **kwargs: 1.0)
+    stream = task()
+    assert next(stream) == 1
+    with pytest.raises(gr.Error, match="Please upload the source image."):
+        next(stream)

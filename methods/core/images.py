@@ -188,7 +188,8 @@ def compose_grid(
     title_font, detail_font = _font(14), _font(11)
     width_chars = max(12, cell_size // 8)
     header_height = 2 * 17 + 3 * 13 + 6
-    footer_height = 24 if footer else 0
+    footer_lines = textwrap.wrap(footer, max(20, columns * cell_size // 6)) if footer else []
+    footer_height = 8 + 14 * len(footer_lines) if footer else 0
     grid = Image.new("RGB", (columns * cell_size, rows * (cell_size + header_height) + footer_height), "white")
     draw = ImageDraw.Draw(grid)
     for index, cell in enumerate(cells):
@@ -204,7 +205,8 @@ def compose_grid(
         grid.paste(thumb, (x + (cell_size - thumb.width) // 2, y + header_height + (cell_size - thumb.height) // 2))
     if footer:
         draw.line((0, grid.height - footer_height, grid.width, grid.height - footer_height), fill=(180, 180, 180))
-        draw.text((4, grid.height - footer_height + 5), footer, fill=(40, 40, 40), font=detail_font)
+        text = "\n".join(footer_lines)
+        draw.multiline_text((4, grid.height - footer_height + 4), text, fill=(40, 40, 40), font=detail_font, spacing=3)
     return grid
 
 

@@ -158,7 +158,7 @@ def run_method(
         "steps": inputs.steps,
         "guidance": inputs.guidance,
         "backbone": backbone.profile.name,
-        "backbone_location": backbone.profile.location,
+        "backbone_location": public_location(backbone),
     }
     label = method_cls.label
     started = time.perf_counter()
@@ -223,10 +223,16 @@ def run_method(
     return record, cells
 
 
+def public_location(backbone: Backbone) -> str:
+    """The backbone's hub id, or "a local folder" for one on disk: records and grids never show a server path."""
+    location = backbone.profile.location
+    return "a local folder" if Path(location).is_absolute() else location
+
+
 def run_footer(backbone: Backbone, seed: int, inputs: EditInputs) -> str:
     """The line under a downloaded grid: what every cell shared."""
-    location = backbone.profile.location
-    where = "" if Path(location).is_absolute() else f" ({location})"  # a hub id, never a server path
+    location = public_location(backbone)
+    where = "" if location == "a local folder" else f" ({location})"
     return (
         f"seed {seed} · {inputs.steps} steps · guidance {inputs.guidance:g} · backbone {backbone.profile.name}"
         f"{where} on {backbone.device.type}"
@@ -297,6 +303,7 @@ def iter_comparison(
             list(cells), list(records), grid, files, done=done, source=inputs.image, source_path=source_path
         )
 
+    yield snapshot(done=False)  # the condition cell at once: the previous run's grid leaves the screen
     for index, name in enumerate(methods):
         if stop is not None and stop.is_set():
             break
