@@ -24,14 +24,17 @@ from demos.run import (
     MAX_SEED,
     SEED,
     STEPS,
+    Form,
     StopSwitch,
     api_names,
+    handler_seconds,
     name_parameters,
     parse_request,
     replay_values,
     split_call,
+    time_budget,
 )
-from demos.zerogpu import MARGIN_SECONDS, gpu_task, on_zerogpu, requested_seconds
+from demos.zerogpu import gpu_task, on_zerogpu
 from methods.core.backbone import Backbone
 from methods.core.costs import CostBook, default_selection
 from methods.core.images import fit_image, load_image
@@ -46,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FLAGS", "GUIDANCE", "MAX_SEED", "SEED", "STEPS"]  # the shared settings live in demos.run
 SWEPT = "This run's pictures were deleted with its run folder (HUB_KEEP_RUNS / HUB_KEEP_SECONDS): run it again."
-SCORE_SECONDS = 30.0  # loading CLIP ViT-L/14, DINO and LPIPS and scoring, when "Score the cells" is on
 PREVIEW_SECONDS = 5.0  # what a model preview (a detector, a segmenter) is expected to take on a GPU
 RECORD_COLUMNS = ["method", "status", "seconds", "seed", "steps", "guidance", "params", "message"]
 
@@ -77,70 +79,6 @@ class Hub:
     def working_size(self, image: Any = None) -> tuple[int, int]:
         """The size the methods work at: the source photo's, else a square of the backbone's working size."""
         return image.size if image is not None else (self.backbone.size, self.backbone.size)
-
-    def run_seconds(self, names: list[str], condition: Condition, sweep: bool = False) -> Callable[..., float]:
-        """The expected seconds of a Run (or sweep) handler call whose values are named ``names``: the chosen
-        methods' estimates with the visitor's parameters, every distinct run of a sweep, the metric models when
-        scoring is on. ZeroGPU asks for this much GPU time; the runner's budget follows it there."""
-        where = {name: index for index, name in enumerate(names)}
-
-        def value(values: tuple[Any, ...], name: str) -> Any:
-            index = where.get(name)
-            return values[index] if index is not None and index < len(values) else None
-
-        def estimate(*values: Any, **_: Any) -> float:
-            chosen = value(values, "methods")
-            chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list | tuple) else []
-            steps = value(values, "steps")
-            steps = int(steps) if isinstance(steps, int | float) and 1 <= steps <= STEPS.maximum else STEPS.default
-            params: dict[str, dict[str, Any]] = {}
-            for name in names:
-                if "__" in name:
-                    method, param = name.split("__", 1)
-                    params.setdefault(method, {})[param] = value(values, name)
-            scoring = SCORE_SECONDS if value(values, "show_metrics") else 0.0
-            if not sweep:
-                return self.costs.total(self.backbone, chosen, steps, params) + scoring
-            return self.sweep_seconds(condition, values, where, chosen, steps, params) + scoring
-
-        return estimate
-
-    def sweep_seconds(
-        self,
-        condition: Condition,
-        values: tuple[Any, ...],
-        where: dict[str, int],
-        chosen: list[str],
-        steps: int,
-        params: dict[str, dict[str, Any]],
-    ) -> float:
-        """Every distinct run of the sweep the values describe (0 when the axes are refused: the handler says why)."""
-        from methods.core.sweep import parse_axis, plan
-
-        def text(name: str) -> str:
-            index = where[name]
-            return str(values[index] or "") if index < len(values) else ""
-
-        try:
-            x = parse_axis(text("x_axis"), text("x_values"), condition, chosen)
-            y = parse_axis(text("y_axis"), text("y_values"), condition, chosen) if text("y_axis") else None
-            cells = plan(x, y, chosen, 0)
-        except InputError:
-            return 0.0
-        runs = [cell.run for cell in cells if cell.same_as is None]
-        return sum(
-            self.costs.estimate(
-                self.backbone, run.method, run.steps or steps, {**params.get(run.method, {}), **dict(run.params)}
-            )[0]
-            for run in runs
-        )
-
-    def time_budget(self, expected: float) -> float:
-        """The runner's budget: the settings' one, and on ZeroGPU no more than the GPU time the call asked for
-        (less the time a fresh worker spends moving the weights), so the runner stops before ZeroGPU would."""
-        if not on_zerogpu():
-            return self.settings.max_request_seconds
-        return min(self.settings.max_request_seconds, requested_seconds(expected) - MARGIN_SECONDS)
 
 
 # A tab's builder: the condition widgets' values (by name) -> the methods' inputs.
@@ -323,7 +261,7 @@ def build_tab(
     """Add the further slots' widgets, the method controls, Run / Stop, the streamed grid, the compare slider,
     the history strip and the X/Y sweep under a tab's widgets."""
     from demos import grid
-    from demos.sweep import sweep_controls
+    from demos.sweep import sweep_controls, wire_sweep
 
     condition = tab.condition
     widgets = {**widgets, **slot_widgets(hub, tab, widgets)}
@@ -447,12 +385,13 @@ def build_tab(
         extras,
     ]
     names = api_names(list(widgets), param_keys)
+    form = Form(hub, tab, widgets, param_keys, default_steps, names)
 
     def process(*values: Any) -> Iterator[tuple[Any, ...]]:
         values, request, report = split_call(values, len(names))
         stop = hub.stops.arm(request, condition.value)  # before the checks: a preview model may run in them
         try:
-            req = parse_request(hub, tab, widgets, param_keys, default_steps, values)
+            req = parse_request(form, values)
             seen = 0
             for comparison in iter_comparison(
                 hub.backbone,
@@ -464,7 +403,7 @@ def build_tab(
                 condition_cell=req.cell,
                 progress=lambda f, text: report(f, desc=text),
                 out_dir=hub.runs.new(condition.value),
-                time_budget=hub.time_budget(run_seconds(*values)),
+                time_budget=time_budget(hub, run_seconds(*values)),
                 stop=stop,
                 extra=grid.replay_block(condition.value, names, req.values),
             ):
@@ -487,7 +426,7 @@ def build_tab(
             hub.stops.release(request, condition.value, stop)
 
     name_parameters(process, names)
-    run_seconds = hub.run_seconds(names, condition)
+    run_seconds = handler_seconds(hub, names, condition)
     pending = gr.State(None)  # the values of the run on screen, for the history
     run_event = run_button.click(
         gpu_task(process, run_seconds),
@@ -600,80 +539,10 @@ def build_tab(
         return (*updates, note)
 
     replay.upload(restore_json, replay, [*run_inputs, replay_note], api_visibility="private", queue=False)
-    sweep_event = wire_sweep(hub, tab, widgets, param_keys, default_steps, run_inputs, names, sweep)
+    sweep_event = wire_sweep(form, run_inputs, sweep)
     if on_zerogpu():
         stop_event.then(None, None, None, cancels=[run_event, sweep_event], queue=False)
     return {"gallery": gallery, "run": run_button, "methods": method_box, "seed": seed, "inputs": widgets}
-
-
-def wire_sweep(
-    hub: Hub,
-    tab: Tab,
-    widgets: dict[str, gr.components.Component],
-    param_keys: list[tuple[str, str]],
-    default_steps: int,
-    run_inputs: list[gr.components.Component],
-    names: list[str],
-    sweep: dict[str, gr.components.Component],
-) -> Any:
-    """The Sweep button: the Run's values plus two axes -> a labelled rows × columns grid, streamed cell by
-    cell, with its PNG and JSON; also the ``<condition>_sweep`` API endpoint."""
-    from demos import grid
-    from demos.sweep import sweep_html
-    from methods.core.sweep import iter_sweep, parse_axis
-
-    condition = tab.condition
-    sweep_names = [*names, "x_axis", "x_values", "y_axis", "y_values"]
-
-    def process_sweep(*values: Any) -> Iterator[Any]:
-        values, request, report = split_call(values, len(sweep_names))
-        x_key, x_text, y_key, y_text = values[len(names) :]
-        axis_methods = [m.name for m in list_methods(condition)]  # a Method axis may name an unticked method
-        stop = hub.stops.arm(request, condition.value)
-        try:
-            req = parse_request(hub, tab, widgets, param_keys, default_steps, values[: len(names)], axis_methods)
-            x = parse_axis(str(x_key or ""), str(x_text or ""), condition, req.chosen)
-            y = parse_axis(str(y_key), str(y_text or ""), condition, req.chosen) if y_key else None
-        except BaseException:
-            hub.stops.release(request, condition.value, stop)
-            raise
-        block = grid.replay_block(condition.value, names, req.values)
-        block["replay"]["sweep"] = {"x_axis": x_key, "x_values": x_text, "y_axis": y_key, "y_values": y_text}
-        seen = 0
-        try:
-            for result in iter_sweep(
-                hub.backbone,
-                condition,
-                req.inputs,
-                x,
-                y,
-                req.chosen,
-                req.seed,
-                req.params,
-                progress=lambda f, text: report(f, desc=text),
-                stop=stop,
-                out_dir=hub.runs.new(f"{condition.value}sweep"),
-                time_budget=hub.time_budget(sweep_seconds(*values)),
-                extra=block,
-            ):
-                for record in result.records[seen:]:
-                    if "same_as" not in record:
-                        hub.costs.observe(hub.backbone, record)
-                seen = len(result.records)
-                yield sweep_html(result), [str(p) for p in result.files], result.gallery
-        finally:
-            hub.stops.release(request, condition.value, stop)
-
-    name_parameters(process_sweep, sweep_names)
-    sweep_seconds = hub.run_seconds(sweep_names, condition, sweep=True)
-    return sweep["run"].click(
-        gpu_task(process_sweep, sweep_seconds),
-        inputs=[*run_inputs, sweep["x"], sweep["x_values"], sweep["y"], sweep["y_values"]],
-        outputs=[sweep["html"], sweep["files"], sweep["cells"]],
-        api_name=f"{condition.value}_sweep",
-        concurrency_limit=1,
-        concurrency_id="gpu",
-    )
 
 
 def add_examples(widgets: dict[str, gr.components.Component], rows: list[dict[str, Any]]) -> gr.Examples:

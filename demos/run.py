@@ -17,9 +17,10 @@ from typing import Any
 
 import gradio as gr
 
+from demos.zerogpu import MARGIN_SECONDS, on_zerogpu, requested_seconds
 from methods.core.limits import text_field
 from methods.core.registry import get_method
-from methods.core.spec import BoolParam, EditInputs, FloatParam, InputError, IntParam
+from methods.core.spec import BoolParam, Condition, EditInputs, FloatParam, InputError, IntParam
 
 MAX_SEED = 2**31 - 1
 # The settings every method shares: their widgets and the checks of a client's values come from these.
@@ -31,6 +32,7 @@ FLAGS = {
     "show_metrics": BoolParam("show_metrics", False, label="Score the cells"),
     "show_extras": BoolParam("show_extras", True, label="Show each method's intermediate images"),
 }
+SCORE_SECONDS = 30.0  # loading CLIP ViT-L/14, DINO and LPIPS and scoring, when "Score the cells" is on
 SHARED = ["methods", "seed", "randomize_seed", "steps", "guidance_scale", "show_metrics"]
 
 
@@ -73,19 +75,25 @@ def split_call(values: tuple[Any, ...], count: int) -> tuple[tuple[Any, ...], An
     return values[:count], request, progress or (lambda *args, **kwargs: None)
 
 
-def parse_request(
-    hub: Any,
-    tab: Any,
-    widgets: dict[str, gr.components.Component],
-    param_keys: list[tuple[str, str]],
-    default_steps: int,
-    values: tuple[Any, ...],
-    also: list[str] | None = None,
-) -> Request:
+@dataclass(frozen=True)
+class Form:
+    """What a tab's handlers read their values against: the hub, the tab, its widgets (by API name), the method
+    parameters' (method, param) keys, the default steps, and every value's API name in the handlers' order."""
+
+    hub: Any
+    tab: Any
+    widgets: dict[str, gr.components.Component]
+    param_keys: list[tuple[str, str]]
+    default_steps: int
+    names: list[str]
+
+
+def parse_request(form: Form, values: tuple[Any, ...], also: list[str] | None = None) -> Request:
     """Check every value before any work starts (an ``InputError`` names the field) and build the inputs. The
     parameters of the ticked methods are read, and of ``also`` (a sweep's Method axis may name others)."""
     from demos.common import read_inputs
 
+    hub, tab, widgets, param_keys = form.hub, form.tab, form.widgets, form.param_keys
     values = list(values)
     count = len(widgets)
     named = dict(zip(widgets, values[:count], strict=True))
@@ -102,7 +110,7 @@ def parse_request(
     if FLAGS["randomize_seed"].coerce(randomize):
         seed = random.randint(0, MAX_SEED)
     seed = SEED.coerce(0 if seed is None else seed)
-    steps = STEPS.coerce(steps if steps is not None else default_steps)
+    steps = STEPS.coerce(steps if steps is not None else form.default_steps)
     params: dict[str, dict[str, Any]] = {}
     for (method_name, param_name), value in zip(param_keys, param_values, strict=True):
         if method_name in chosen or method_name in (also or ()):
@@ -165,6 +173,73 @@ def replay_values(
         except (InputError, StopIteration, KeyError, TypeError, ValueError):
             refused.append(name)
     return kept, refused
+
+
+def handler_seconds(hub: Any, names: list[str], condition: Condition, sweep: bool = False) -> Callable[..., float]:
+    """The expected seconds of a Run (or sweep) handler call whose values are named ``names``: the chosen
+    methods' estimates with the visitor's parameters, every distinct run of a sweep, the metric models when
+    scoring is on. ZeroGPU asks for this much GPU time; the runner's budget follows it there."""
+    where = {name: index for index, name in enumerate(names)}
+
+    def value(values: tuple[Any, ...], name: str) -> Any:
+        index = where.get(name)
+        return values[index] if index is not None and index < len(values) else None
+
+    def estimate(*values: Any, **_: Any) -> float:
+        chosen = value(values, "methods")
+        chosen = [n for n in chosen if isinstance(n, str)] if isinstance(chosen, list | tuple) else []
+        steps = value(values, "steps")
+        steps = int(steps) if isinstance(steps, int | float) and 1 <= steps <= STEPS.maximum else STEPS.default
+        params: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if "__" in name:
+                method, param = name.split("__", 1)
+                params.setdefault(method, {})[param] = value(values, name)
+        scoring = SCORE_SECONDS if value(values, "show_metrics") else 0.0
+        if not sweep:
+            return hub.costs.total(hub.backbone, chosen, steps, params) + scoring
+        return sweep_seconds(hub, condition, values, where, chosen, steps, params) + scoring
+
+    return estimate
+
+
+def sweep_seconds(
+    hub: Any,
+    condition: Condition,
+    values: tuple[Any, ...],
+    where: dict[str, int],
+    chosen: list[str],
+    steps: int,
+    params: dict[str, dict[str, Any]],
+) -> float:
+    """Every distinct run of the sweep the values describe (0 when the axes are refused: the handler says why)."""
+    from methods.core.sweep import parse_axis, plan
+
+    def text(name: str) -> str:
+        index = where[name]
+        return str(values[index] or "") if index < len(values) else ""
+
+    try:
+        x = parse_axis(text("x_axis"), text("x_values"), condition, chosen)
+        y = parse_axis(text("y_axis"), text("y_values"), condition, chosen) if text("y_axis") else None
+        cells = plan(x, y, chosen, 0)
+    except InputError:
+        return 0.0
+    runs = [cell.run for cell in cells if cell.same_as is None]
+    return sum(
+        hub.costs.estimate(
+            hub.backbone, run.method, run.steps or steps, {**params.get(run.method, {}), **dict(run.params)}
+        )[0]
+        for run in runs
+    )
+
+
+def time_budget(hub: Any, expected: float) -> float:
+    """The runner's budget: the settings' one, and on ZeroGPU no more than the GPU time the call asked for
+    (less the time a fresh worker spends moving the weights), so the runner stops before ZeroGPU would."""
+    if not on_zerogpu():
+        return hub.settings.max_request_seconds
+    return min(hub.settings.max_request_seconds, requested_seconds(expected) - MARGIN_SECONDS)
 
 
 class StopSwitch:

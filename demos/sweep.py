@@ -1,4 +1,4 @@
-"""The X/Y sweep's widgets and its on-screen table (``demos/common.py`` wires the Run sweep button).
+"""The X/Y sweep's widgets, its on-screen table, and its handler (``wire_sweep``, called by ``build_tab``).
 
 The table is plain HTML: column labels in a header row, a row label at the start of each row, one thumbnail per
 finished cell (its caption as the ``title``) and a placeholder for each cell still to run.
@@ -9,12 +9,18 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 from PIL import Image, ImageOps
 
+from demos import grid
+from demos.run import Form, handler_seconds, name_parameters, parse_request, split_call, time_budget
+from demos.zerogpu import gpu_task
+from methods.core.registry import list_methods
 from methods.core.spec import Condition
-from methods.core.sweep import AXIS_NONE, MAX_CELLS, MAX_VALUES, Sweep, axis_choices
+from methods.core.sweep import AXIS_NONE, MAX_CELLS, MAX_VALUES, Sweep, axis_choices, iter_sweep, parse_axis
 
 THUMBNAIL = 256  # px, the longest side of a cell in the table
 PENDING = "…"
@@ -77,4 +83,61 @@ def sweep_html(sweep: Sweep) -> str:
         f'<table class="hub-sweep" data-state="{state}">'
         f'<thead><tr><td class="hub-sweep-corner">{corner}</td>{header}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def wire_sweep(form: Form, run_inputs: list[gr.components.Component], sweep: dict[str, Any]) -> Any:
+    """The Sweep button: the Run's values plus two axes -> a labelled rows × columns grid, streamed cell by
+    cell, with its PNG and JSON; also the ``<condition>_sweep`` API endpoint."""
+    hub, condition, names = form.hub, form.tab.condition, form.names
+    sweep_names = [*names, "x_axis", "x_values", "y_axis", "y_values"]
+
+    def process_sweep(*values: Any) -> Iterator[Any]:
+        values, request, report = split_call(values, len(sweep_names))
+        x_key, x_text, y_key, y_text = values[len(names) :]
+        axis_methods = [m.name for m in list_methods(condition)]  # a Method axis may name an unticked method
+        stop = hub.stops.arm(request, condition.value)
+        try:
+            req = parse_request(form, values[: len(names)], axis_methods)
+            x = parse_axis(str(x_key or ""), str(x_text or ""), condition, req.chosen)
+            y = parse_axis(str(y_key), str(y_text or ""), condition, req.chosen) if y_key else None
+        except BaseException:
+            hub.stops.release(request, condition.value, stop)
+            raise
+        block = grid.replay_block(condition.value, names, req.values)
+        block["replay"]["sweep"] = {"x_axis": x_key, "x_values": x_text, "y_axis": y_key, "y_values": y_text}
+        seen = 0
+        try:
+            for result in iter_sweep(
+                hub.backbone,
+                condition,
+                req.inputs,
+                x,
+                y,
+                req.chosen,
+                req.seed,
+                req.params,
+                progress=lambda f, text: report(f, desc=text),
+                stop=stop,
+                out_dir=hub.runs.new(f"{condition.value}sweep"),
+                time_budget=time_budget(hub, sweep_seconds(*values)),
+                extra=block,
+            ):
+                for record in result.records[seen:]:
+                    if "same_as" not in record:
+                        hub.costs.observe(hub.backbone, record)
+                seen = len(result.records)
+                yield sweep_html(result), [str(p) for p in result.files], result.gallery
+        finally:
+            hub.stops.release(request, condition.value, stop)
+
+    name_parameters(process_sweep, sweep_names)
+    sweep_seconds = handler_seconds(hub, sweep_names, condition, sweep=True)
+    return sweep["run"].click(
+        gpu_task(process_sweep, sweep_seconds),
+        inputs=[*run_inputs, sweep["x"], sweep["x_values"], sweep["y"], sweep["y_values"]],
+        outputs=[sweep["html"], sweep["files"], sweep["cells"]],
+        api_name=f"{condition.value}_sweep",
+        concurrency_limit=1,
+        concurrency_id="gpu",
     )
