@@ -5,10 +5,10 @@
 
 Starts the app on the backbone (as ``app.py`` does, on a free local port), then submits the tab's example request
 (``demos/api_examples.py``) with every method of the tab (or --methods) through ``gradio_client`` and records when
-each partial grid arrives: the first cell, each further one, the whole grid. Before the grid streamed, the first
-picture a visitor saw came with the whole grid. With --sweep it also times a 2×3 sweep (seeds 0, 1, 2 × the first
-two methods) against the six single runs it is made of. The first request warms up (add-on loads) and is not
-counted; one JSON per run goes to --out (git-ignored).
+each partial grid arrives: the first cell, each further one, the whole grid (the source photo's cell comes first,
+before any method). Before the grid streamed, the first picture a visitor saw came with the whole grid. With
+--sweep it also times a 2×3 sweep (seeds 0, 1, 2 × the first two methods) against the six single runs it is made
+of. The first request warms up (add-on loads) and is not counted; one JSON per run goes to --out (git-ignored).
 """
 
 from __future__ import annotations
@@ -42,17 +42,25 @@ def streamed_run(client: Client, tab: str, names: list[str], steps: int, seed: i
     """Seconds from submit to each partial grid (one per finished method) and to the whole one."""
     started = time.perf_counter()
     job = client.submit(**REQUESTS[tab], methods=names, steps=steps, seed=seed, api_name=f"/{tab}")
-    arrivals, seen = [], 0
+    arrivals, records, seen = [], [], 0
     while not job.done() or len(job.outputs()) > seen:
         outputs = job.outputs()
         while seen < len(outputs):
             arrivals.append(round(time.perf_counter() - started, 3))
+            records.append(len(outputs[seen][1]["data"] or []))
             seen += 1
         time.sleep(0.005)
     final = job.result()
     whole = round(time.perf_counter() - started, 3)
     statuses = [row[1] for row in final[1]["data"]]
-    return {"first_cell": arrivals[0], "arrivals": arrivals, "whole": whole, "statuses": statuses}
+    first = next(t for t, n in zip(arrivals, records, strict=True) if n > 0)  # the first method's cell
+    return {
+        "source_shown": arrivals[0],
+        "first_cell": first,
+        "arrivals": arrivals,
+        "whole": whole,
+        "statuses": statuses,
+    }
 
 
 def sweep_against_singles(client: Client, tab: str, names: list[str], steps: int) -> dict[str, Any]:
@@ -98,8 +106,8 @@ def main() -> None:
         streamed_run(client, args.tab, names, args.steps, seed=0)  # warm-up: add-on loads, first calls
         runs = [streamed_run(client, args.tab, names, args.steps, seed=i) for i in range(args.repeats)]
         for run in runs:
-            first, whole = run["first_cell"], run["whole"]
-            print(f"first cell {first:.2f} s · whole grid {whole:.2f} s · arrivals {run['arrivals']}")
+            first, whole, source = run["first_cell"], run["whole"], run["source_shown"]
+            print(f"source {source:.2f} s · first cell {first:.2f} s · whole grid {whole:.2f} s · {run['arrivals']}")
         result: dict[str, Any] = {
             "backbone": backbone.profile.name,
             "device": backbone.device.type,

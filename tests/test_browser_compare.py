@@ -59,6 +59,19 @@ def _set_steps(page, value: int) -> None:
     field.press("Enter")
 
 
+def _fill(page, selector: str, text: str) -> None:
+    """Type into a text box of an accordion just opened: Gradio mounts its contents on the first open, and a value
+    typed while it mounts is lost, so type again until the box keeps it."""
+    field = page.locator(f"{selector} textarea, {selector} input").first
+    for _ in range(10):
+        field.fill(text)
+        field.press("Tab")
+        page.wait_for_timeout(400)
+        if field.input_value() == text:
+            return
+    raise AssertionError(f"{selector} does not keep {text!r}: {field.input_value()!r}")
+
+
 CELLS = "#text-gallery .thumbnail-item"
 HISTORY = "#text-history .thumbnail-item"
 
@@ -109,14 +122,20 @@ def test_history_restores_a_run(page) -> None:
     _wait(lambda: prompt.input_value() == "a red house", seconds=20)
 
 
-def test_sweep_renders_labelled_rows_and_columns(page) -> None:
+def test_sweep_renders_labelled_rows_and_columns(page, tmp_path) -> None:
     # The sweep's default axes: methods across (X), seeds down (Y).
     page.get_by_text("X/Y sweep", exact=False).first.click()
-    page.locator("#text-sweep-x-values textarea, #text-sweep-x-values input").first.fill("sdedit, ledits_pp, masactrl")
-    page.locator("#text-sweep-y-values textarea, #text-sweep-y-values input").first.fill("0, 1")
+    for box, text in (("x", "sdedit, ledits_pp, masactrl"), ("y", "0, 1")):
+        _fill(page, f"#text-sweep-{box}-values", text)
+    page.wait_for_timeout(500)
     page.locator("#text-sweep-run").click()
     table = page.locator("#text-sweep-grid table.hub-sweep")
-    _wait(lambda: table.count() > 0 and table.locator("img").count() == 6, seconds=300)
+    try:
+        _wait(lambda: table.count() > 0 and table.get_attribute("data-state") == "done", seconds=120)
+    except AssertionError:
+        page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
+        raise
+    assert table.locator("img").count() == 6
     columns = [th.inner_text() for th in table.locator("thead th").all()]
     assert columns == ["SDEdit", "LEDITS++", "MasaCtrl"], columns
     rows = [th.inner_text() for th in table.locator("tbody th").all()]
